@@ -1,0 +1,158 @@
+// Package backend opens the store tapefs mounts: a gocloud.dev/blob *Bucket
+// chosen by URL through one URLMux that the program builds. Every scheme,
+// gocloud's own and ours, is registered here, so the layers above only ever
+// see a *blob.Bucket.
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/tapefs/tapefs/backend/retry"
+	"gocloud.dev/blob"
+	"gocloud.dev/blob/azureblob"
+	"gocloud.dev/blob/fileblob"
+	"gocloud.dev/blob/gcsblob"
+	"gocloud.dev/blob/memblob"
+	"gocloud.dev/blob/s3blob"
+	"gocloud.dev/gcerrors"
+)
+
+// ErrBadURL is returned for a store URL that cannot be used as given.
+var ErrBadURL = errors.New("bad store URL")
+
+// ErrUnreachable is returned when the store was opened but does not answer.
+var ErrUnreachable = errors.New("store unreachable")
+
+// NewMux returns the URL mux with every scheme tapefs understands.
+func NewMux() *blob.URLMux {
+	mux := new(blob.URLMux)
+	mux.RegisterBucket(fileblob.Scheme, &fileblob.URLOpener{})
+	mux.RegisterBucket(memblob.Scheme, &memblob.URLOpener{})
+	// The cloud drivers register openers that find credentials through the
+	// standard chains (environment, profiles, instance metadata) on gocloud's
+	// default mux; we reach them through it rather than re-implementing that.
+	for _, scheme := range []string{s3blob.Scheme, gcsblob.Scheme, azureblob.Scheme} {
+		mux.RegisterBucket(scheme, defaultMuxOpener{})
+	}
+	return mux
+}
+
+type defaultMuxOpener struct{}
+
+func (defaultMuxOpener) OpenBucketURL(ctx context.Context, u *url.URL) (*blob.Bucket, error) {
+	return blob.DefaultURLMux().OpenBucketURL(ctx, u)
+}
+
+// Open parses rawURL, opens the bucket it names and checks that it answers.
+// Errors name the store (with secrets redacted) and say what to fix.
+func Open(ctx context.Context, mux *blob.URLMux, rawURL string) (*blob.Bucket, error) {
+	u, err := Parse(mux, rawURL)
+	if err != nil {
+		return nil, err
+	}
+	b, err := mux.OpenBucketURL(ctx, u)
+	if err != nil {
+		return nil, fmt.Errorf("%w: cannot open %s: %v", ErrBadURL, Redact(rawURL), cleanErr(err))
+	}
+	ok, err := b.IsAccessible(ctx)
+	if err != nil || !ok {
+		b.Close()
+		why := "the bucket does not exist or is not accessible"
+		if err != nil {
+			why = cleanErr(err)
+		}
+		return nil, fmt.Errorf("%w: %s: %s (check the URL, the credentials and that the server is running)", ErrUnreachable, Redact(rawURL), why)
+	}
+	return compose(b), nil
+}
+
+// compose stacks tapefs's layers over an opened store, in one place.
+func compose(b *blob.Bucket) *blob.Bucket {
+	return retry.Wrap(b, retry.Options{})
+}
+
+// Parse checks the URL's form and scheme without opening anything.
+func Parse(mux *blob.URLMux, rawURL string) (*url.URL, error) {
+	if strings.TrimSpace(rawURL) == "" {
+		return nil, fmt.Errorf("%w: empty URL (e.g. file:///srv/tapes or s3://bucket?region=us-east-1)", ErrBadURL)
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %q is not a URL: %v", ErrBadURL, Redact(rawURL), errors.Unwrap(err))
+	}
+	if u.Scheme == "" {
+		return nil, fmt.Errorf("%w: %q has no scheme; known schemes: %s", ErrBadURL, Redact(rawURL), strings.Join(Schemes(mux), ", "))
+	}
+	if !mux.ValidBucketScheme(u.Scheme) {
+		return nil, fmt.Errorf("%w: unknown scheme %q in %q; known schemes: %s", ErrBadURL, u.Scheme, Redact(rawURL), strings.Join(Schemes(mux), ", "))
+	}
+	return u, nil
+}
+
+// Schemes lists the registered schemes, sorted.
+func Schemes(mux *blob.URLMux) []string {
+	s := mux.BucketSchemes()
+	sort.Strings(s)
+	return s
+}
+
+// FileURL is the URL of a file:// store in dir, created on first use. It
+// keeps no attribute files beside the tapes, so the directory stays a plain
+// tape directory that other tools can read.
+func FileURL(dir string) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(abs, 0o700); err != nil {
+		return "", fmt.Errorf("cannot create the store directory %s: %w", abs, err)
+	}
+	u := url.URL{Scheme: "file", Path: filepath.ToSlash(abs), RawQuery: "metadata=skip"}
+	return u.String(), nil
+}
+
+// secretParams are query parameters whose values are never shown.
+var secretParams = []string{"key", "secret", "token", "password", "sig", "signature", "credential"}
+
+// Redact returns rawURL with user info and secret-looking query values
+// replaced, for logs and error messages.
+func Redact(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "<unparsable URL>"
+	}
+	if u.User != nil {
+		u.User = url.User("REDACTED")
+	}
+	q := u.Query()
+	changed := false
+	for k := range q {
+		lk := strings.ToLower(k)
+		for _, s := range secretParams {
+			if strings.Contains(lk, s) {
+				q.Set(k, "REDACTED")
+				changed = true
+			}
+		}
+	}
+	if changed {
+		u.RawQuery = q.Encode()
+	}
+	return u.String()
+}
+
+// cleanErr shortens gocloud's wrapped error texts to their cause.
+func cleanErr(err error) string {
+	msg := err.Error()
+	if code := gcerrors.Code(err); code == gcerrors.PermissionDenied {
+		msg = "access denied: " + msg
+	}
+	return msg
+}

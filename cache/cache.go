@@ -1,0 +1,192 @@
+// Package cache keeps chunks of store objects on local disk, bounded in size
+// with least-recently-used eviction. A chunk is named by the object's key,
+// its ETag and the chunk's index, so a changed object (new ETag) can never
+// be served from an old entry; old entries simply age out.
+package cache
+
+import (
+	"container/list"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+)
+
+// Disk is a bounded on-disk chunk cache. It is safe for concurrent use.
+type Disk struct {
+	dir string
+	max int64
+
+	mu    sync.Mutex
+	lru   *list.List // front = most recently used; values are *entry
+	index map[string]*list.Element
+	size  int64
+
+	hits, misses, evictions atomic.Int64
+}
+
+type entry struct {
+	name string
+	size int64
+}
+
+// Open uses dir (created 0700) for at most maxBytes of chunks. Entries left
+// by an earlier run are kept, oldest first in line for eviction.
+func Open(dir string, maxBytes int64) (*Disk, error) {
+	if maxBytes <= 0 {
+		return nil, fmt.Errorf("cache size must be positive")
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("cannot create the cache directory %s: %w", dir, err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return nil, err
+	}
+	d := &Disk{dir: dir, max: maxBytes, lru: list.New(), index: map[string]*list.Element{}}
+	type old struct {
+		name string
+		size int64
+		mod  int64
+	}
+	var found []old
+	filepath.WalkDir(dir, func(p string, de fs.DirEntry, err error) error {
+		if err != nil || de.IsDir() {
+			return nil
+		}
+		if strings.HasSuffix(p, ".tmp") {
+			os.Remove(p)
+			return nil
+		}
+		info, err := de.Info()
+		if err != nil {
+			return nil
+		}
+		found = append(found, old{name: filepath.Base(p), size: info.Size(), mod: info.ModTime().UnixNano()})
+		return nil
+	})
+	sort.Slice(found, func(i, j int) bool { return found[i].mod > found[j].mod })
+	for _, o := range found {
+		d.index[o.name] = d.lru.PushBack(&entry{name: o.name, size: o.size})
+		d.size += o.size
+	}
+	d.mu.Lock()
+	d.evictLocked()
+	d.mu.Unlock()
+	return d, nil
+}
+
+// Name is the entry name of chunk idx of key at etag.
+func Name(key, etag string, idx int64) string {
+	h := sha256.Sum256([]byte(fmt.Sprintf("%s\x00%s\x00%d", key, etag, idx)))
+	return hex.EncodeToString(h[:])
+}
+
+func (d *Disk) path(name string) string {
+	return filepath.Join(d.dir, name[:2], name)
+}
+
+// Get returns the cached chunk, if present.
+func (d *Disk) Get(name string) ([]byte, bool) {
+	d.mu.Lock()
+	el, ok := d.index[name]
+	if ok {
+		d.lru.MoveToFront(el)
+	}
+	d.mu.Unlock()
+	if !ok {
+		d.misses.Add(1)
+		return nil, false
+	}
+	b, err := os.ReadFile(d.path(name))
+	if err != nil {
+		d.remove(name)
+		d.misses.Add(1)
+		return nil, false
+	}
+	d.hits.Add(1)
+	return b, true
+}
+
+// Put stores a chunk, evicting the least recently used ones to stay within
+// the bound. A failure to write (full disk) only means no caching.
+func (d *Disk) Put(name string, data []byte) error {
+	if int64(len(data)) > d.max {
+		return nil
+	}
+	p := d.path(name)
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		return err
+	}
+	tmp := p + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if el, ok := d.index[name]; ok {
+		d.size -= el.Value.(*entry).size
+		el.Value.(*entry).size = int64(len(data))
+		d.lru.MoveToFront(el)
+	} else {
+		d.index[name] = d.lru.PushFront(&entry{name: name, size: int64(len(data))})
+	}
+	d.size += int64(len(data))
+	d.evictLocked()
+	return nil
+}
+
+func (d *Disk) remove(name string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if el, ok := d.index[name]; ok {
+		d.size -= el.Value.(*entry).size
+		d.lru.Remove(el)
+		delete(d.index, name)
+	}
+	os.Remove(d.path(name))
+}
+
+func (d *Disk) evictLocked() {
+	for d.size > d.max {
+		el := d.lru.Back()
+		if el == nil {
+			return
+		}
+		e := el.Value.(*entry)
+		d.lru.Remove(el)
+		delete(d.index, e.name)
+		d.size -= e.size
+		os.Remove(d.path(e.name))
+		d.evictions.Add(1)
+	}
+}
+
+// Stats is a snapshot of the cache's use.
+type Stats struct {
+	Dir       string `json:"dir"`
+	Bytes     int64  `json:"bytes"`
+	MaxBytes  int64  `json:"max_bytes"`
+	Entries   int    `json:"entries"`
+	Hits      int64  `json:"hits"`
+	Misses    int64  `json:"misses"`
+	Evictions int64  `json:"evictions"`
+}
+
+// Stats reports the cache's size and counters.
+func (d *Disk) Stats() Stats {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return Stats{Dir: d.dir, Bytes: d.size, MaxBytes: d.max, Entries: len(d.index),
+		Hits: d.hits.Load(), Misses: d.misses.Load(), Evictions: d.evictions.Load()}
+}

@@ -1,0 +1,86 @@
+package cache
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func dirSize(t *testing.T, dir string) int64 {
+	t.Helper()
+	var n int64
+	filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
+		if err == nil && !info.IsDir() {
+			n += info.Size()
+		}
+		return nil
+	})
+	return n
+}
+
+func TestBoundAndLRU(t *testing.T) {
+	dir := t.TempDir()
+	d, err := Open(dir, 3000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := func(b byte) []byte { return bytes.Repeat([]byte{b}, 1000) }
+	for i := 0; i < 3; i++ {
+		if err := d.Put(Name("k", "e1", int64(i)), chunk(byte(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Touch chunk 0 so chunk 1 is the least recently used.
+	if b, ok := d.Get(Name("k", "e1", 0)); !ok || !bytes.Equal(b, chunk(0)) {
+		t.Fatal("chunk 0 missing")
+	}
+	d.Put(Name("k", "e1", 3), chunk(3))
+	if _, ok := d.Get(Name("k", "e1", 1)); ok {
+		t.Error("least recently used chunk 1 was not evicted")
+	}
+	for _, i := range []int64{0, 2, 3} {
+		if _, ok := d.Get(Name("k", "e1", i)); !ok {
+			t.Errorf("chunk %d evicted", i)
+		}
+	}
+	if got := dirSize(t, dir); got > 3000 {
+		t.Errorf("cache directory holds %d bytes, bound 3000", got)
+	}
+	st := d.Stats()
+	if st.Bytes != 3000 || st.Entries != 3 || st.Evictions != 1 {
+		t.Errorf("stats = %+v", st)
+	}
+}
+
+func TestChangedETagMisses(t *testing.T) {
+	d, err := Open(t.TempDir(), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Put(Name("tape.jsonl", "v1", 0), []byte("old"))
+	if _, ok := d.Get(Name("tape.jsonl", "v2", 0)); ok {
+		t.Fatal("a new ETag was served from the old entry")
+	}
+}
+
+func TestReopenKeepsEntriesWithinBound(t *testing.T) {
+	dir := t.TempDir()
+	d, _ := Open(dir, 10000)
+	for i := 0; i < 5; i++ {
+		d.Put(Name("k", "e", int64(i)), make([]byte, 1000))
+	}
+	d2, err := Open(dir, 2500)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := d2.Stats(); st.Bytes > 2500 || st.Entries != 2 {
+		t.Errorf("reopened with a smaller bound: %+v", st)
+	}
+	if got := dirSize(t, dir); got > 2500 {
+		t.Errorf("directory holds %d bytes after reopen, bound 2500", got)
+	}
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("cache dir mode = %v, want 0700", fi.Mode().Perm())
+	}
+}
