@@ -59,7 +59,11 @@ func Open(ctx context.Context, mux *blob.URLMux, rawURL string) (*blob.Bucket, e
 	}
 	b, err := mux.OpenBucketURL(ctx, u)
 	if err != nil {
-		return nil, fmt.Errorf("%w: cannot open %s: %v", ErrBadURL, Redact(rawURL), cleanErr(err))
+		hint := ""
+		if u.Scheme == "file" && strings.Contains(err.Error(), "no such file or directory") {
+			hint = " (create the directory, or add ?create_dir=1 to the URL)"
+		}
+		return nil, fmt.Errorf("%w: cannot open %s: %v%s", ErrBadURL, Redact(rawURL), cleanErr(err), hint)
 	}
 	ok, err := b.IsAccessible(ctx)
 	if err != nil || !ok {
@@ -85,7 +89,7 @@ func Parse(mux *blob.URLMux, rawURL string) (*url.URL, error) {
 	}
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %q is not a URL: %v", ErrBadURL, Redact(rawURL), errors.Unwrap(err))
+		return nil, fmt.Errorf("%w: not a URL (%v); examples: file:///srv/tapes, s3://bucket?region=us-east-1", ErrBadURL, errors.Unwrap(err))
 	}
 	if u.Scheme == "" {
 		return nil, fmt.Errorf("%w: %q has no scheme; known schemes: %s", ErrBadURL, Redact(rawURL), strings.Join(Schemes(mux), ", "))

@@ -1,0 +1,78 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestParseErrors(t *testing.T) {
+	mux := NewMux()
+	tests := []struct {
+		url     string
+		wantErr bool
+		want    string // a part of the message
+	}{
+		{"file:///tmp/x", false, ""},
+		{"mem://", false, ""},
+		{"s3://bucket?region=us-east-1", false, ""},
+		{"", true, "empty URL"},
+		{"/just/a/path", true, "no scheme"},
+		{"foo://bar", true, "known schemes: azblob, file, gs, mem, s3"},
+		{"::bad", true, "not a URL"},
+	}
+	for _, tc := range tests {
+		_, err := Parse(mux, tc.url)
+		if (err != nil) != tc.wantErr {
+			t.Errorf("Parse(%q) = %v, want error %v", tc.url, err, tc.wantErr)
+			continue
+		}
+		if err != nil {
+			if !errors.Is(err, ErrBadURL) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Parse(%q) = %q, want ErrBadURL mentioning %q", tc.url, err, tc.want)
+			}
+		}
+	}
+}
+
+func TestRedact(t *testing.T) {
+	tests := []struct{ in, secret string }{
+		{"s3://AKIAEXAMPLE:supersecret@bucket?region=x", "supersecret"},
+		{"s3://bucket?region=x&secret_key=supersecret", "supersecret"},
+		{"azblob://c?sig=supersecret&sv=2020", "supersecret"},
+		{"gs://b?access_token=supersecret", "supersecret"},
+	}
+	for _, tc := range tests {
+		got := Redact(tc.in)
+		if strings.Contains(got, tc.secret) {
+			t.Errorf("Redact(%q) = %q still holds the secret", tc.in, got)
+		}
+	}
+	if got := Redact("s3://bucket?region=us-east-1&endpoint=http://h:1"); !strings.Contains(got, "region=us-east-1") {
+		t.Errorf("Redact dropped harmless parameters: %q", got)
+	}
+}
+
+func TestOpenFileAndMem(t *testing.T) {
+	ctx := context.Background()
+	mux := NewMux()
+	u, err := FileURL(filepath.Join(t.TempDir(), "store"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, raw := range []string{u, "mem://"} {
+		b, err := Open(ctx, mux, raw)
+		if err != nil {
+			t.Fatalf("Open(%q): %v", raw, err)
+		}
+		if err := b.WriteAll(ctx, "a/b.jsonl", []byte("x"), nil); err != nil {
+			t.Errorf("write to %q: %v", raw, err)
+		}
+		b.Close()
+	}
+	if _, err := Open(ctx, mux, "file:///does/not/exist"); err == nil || !strings.Contains(err.Error(), "create_dir=1") {
+		t.Errorf("missing directory: %v, want a hint to create it", err)
+	}
+}
