@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: tapefs mount vs rclone mount vs raw local disk, on
+# the same data, in one run. It is not a test: it asserts nothing and prints
+# a table of times and ratios.
+#
+#   bench/bench.sh                 # 2,000 tapes + a 200 MiB tape (defaults)
+#   TAPES=500 LARGE=64MiB bench/bench.sh
+#
+# Needs: root, /dev/fuse, rclone (Debian package), versitygw (scripts/install-versitygw.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TAPES=${TAPES:-2000}
+LARGE=${LARGE:-200MiB}
+PORT=${PORT:-$((20000 + RANDOM % 20000))}
+WORK=$(mktemp -d /tmp/tapefs-bench.XXXXXX)
+export AWS_ACCESS_KEY_ID=benchkey AWS_SECRET_ACCESS_KEY=benchsecret AWS_REGION=us-east-1
+export XDG_DATA_HOME=$WORK/xdg/data XDG_STATE_HOME=$WORK/xdg/state XDG_CACHE_HOME=$WORK/xdg/cache XDG_RUNTIME_DIR=$WORK/xdg/run
+VGW=$(scripts/install-versitygw.sh)
+BIN=$WORK/bin
+mkdir -p "$BIN" "$WORK/s3root/bench" "$WORK/mnt/tapefs" "$WORK/mnt/rclone" "$WORK/mnt/copyin"
+go build -tags sqlite_fts5 -o "$BIN/tapefs" ./cmd/tapefs
+go build -o "$BIN/tapegen" ./cmd/tapegen
+
+cleanup() {
+  set +e
+  "$BIN/tapefs" unmount "$WORK/mnt/tapefs" 2>/dev/null
+  fusermount -u "$WORK/mnt/rclone" 2>/dev/null || umount -l "$WORK/mnt/rclone" 2>/dev/null
+  [ -n "${RCLONE_PID:-}" ] && kill "$RCLONE_PID" 2>/dev/null
+  [ -n "${VGW_PID:-}" ] && kill "$VGW_PID" 2>/dev/null
+  wait 2>/dev/null
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+echo "generating $TAPES tapes and one $LARGE tape ..." >&2
+"$BIN/tapegen" -out "$WORK/local" -seed 1 -v2 "$TAPES" -large "$LARGE" >/dev/null
+LARGE_KEY=$(cd "$WORK/local" && ls -S *.jsonl | head -1)
+
+ROOT_ACCESS_KEY=$AWS_ACCESS_KEY_ID ROOT_SECRET_KEY=$AWS_SECRET_ACCESS_KEY \
+  "$VGW" --port "127.0.0.1:$PORT" posix "$WORK/s3root" >"$WORK/versitygw.log" 2>&1 &
+VGW_PID=$!
+for _ in $(seq 100); do (echo >"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
+
+export RCLONE_CONFIG_BENCH_TYPE=s3 RCLONE_CONFIG_BENCH_PROVIDER=Other
+export RCLONE_CONFIG_BENCH_ENDPOINT=http://127.0.0.1:$PORT RCLONE_CONFIG_BENCH_FORCE_PATH_STYLE=true
+export RCLONE_CONFIG_BENCH_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY
+export RCLONE_CONFIG_BENCH_REGION=us-east-1
+echo "uploading the corpus to the S3 server ..." >&2
+rclone copy --transfers 16 "$WORK/local" bench:bench
+
+S3URL="s3://bench?endpoint=http://127.0.0.1:$PORT&use_path_style=true&region=us-east-1"
+
+drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
+
+# t CMD...: seconds taken by CMD (output discarded).
+t() {
+  local s e
+  s=$(date +%s.%N)
+  "$@" >/dev/null 2>&1 || true
+  e=$(date +%s.%N)
+  echo "$e - $s" | bc -l
+}
+
+mount_tapefs() {
+  "$BIN/tapefs" mount "$WORK/mnt/tapefs" --backend "$S3URL" --daemon --cache-dir "$WORK/cache-tapefs" --cache-max-size 2GiB
+}
+mount_rclone() {
+  rclone mount bench:bench "$WORK/mnt/rclone" --vfs-cache-mode full --cache-dir "$WORK/cache-rclone" \
+    --dir-cache-time 1h --daemon
+  for _ in $(seq 100); do mountpoint -q "$WORK/mnt/rclone" && break; sleep 0.1; done
+}
+
+declare -A R
+run_suite() { # name dir
+  local name=$1 dir=$2
+  drop_caches
+  R[$name,ls_cold]=$(t ls -l "$dir")
+  R[$name,ls_warm]=$(t ls -l "$dir")
+  drop_caches
+  R[$name,grep_cold]=$(t sh -c "cd '$dir' && grep -l '\"tools/call\"' *.jsonl")
+  R[$name,grep_warm]=$(t sh -c "cd '$dir' && grep -l '\"tools/call\"' *.jsonl")
+  drop_caches
+  R[$name,read_cold]=$(t cat "$dir/$LARGE_KEY")
+  R[$name,read_warm]=$(t cat "$dir/$LARGE_KEY")
+  R[$name,copy_in]=$(t cp "$WORK/local/$LARGE_KEY" "$dir/copied-$LARGE_KEY")
+  rm -f "$dir/copied-$LARGE_KEY"
+}
+
+echo "mounting tapefs ..." >&2
+R[tapefs,mount]=$(t mount_tapefs)
+echo "mounting rclone ..." >&2
+R[rclone,mount]=$(t mount_rclone)
+R[local,mount]=0
+
+echo "running local disk ..." >&2;  run_suite local "$WORK/local"
+echo "running tapefs ..." >&2;      run_suite tapefs "$WORK/mnt/tapefs"
+echo "running rclone ..." >&2;      run_suite rclone "$WORK/mnt/rclone"
+
+size_mib=$(( $(stat -c %s "$WORK/local/$LARGE_KEY") / 1048576 ))
+printf '\n%d tapes (%d objects, %s), large tape %d MiB, S3 server versitygw on loopback\n' \
+  "$TAPES" "$(find "$WORK/local" -type f | wc -l)" "$(du -sh "$WORK/local" | cut -f1)" "$size_mib"
+printf '%-22s %10s %10s %10s %14s %14s\n' "operation" "local s" "tapefs s" "rclone s" "rclone/tapefs" "tapefs/local"
+for op in mount ls_cold ls_warm grep_cold grep_warm read_cold read_warm copy_in; do
+  l=${R[local,$op]}; a=${R[tapefs,$op]}; b=${R[rclone,$op]}
+  printf '%-22s %10.3f %10.3f %10.3f %13.1fx %13.1fx\n' "$op" "$l" "$a" "$b" \
+    "$(echo "$b / ($a + 0.0001)" | bc -l)" "$(echo "$a / ($l + 0.0001)" | bc -l)"
+done
+for op in read_cold read_warm copy_in; do
+  for n in local tapefs rclone; do
+    printf '%s %s: %.0f MB/s\n' "$n" "$op" "$(echo "$size_mib * 1.048576 / (${R[$n,$op]} + 0.0001)" | bc -l)"
+  done
+done

@@ -1,0 +1,57 @@
+// Command tapefs mounts a store of MCP session recordings (tapes) as a
+// directory tree, with a SQLite sidecar index, and answers queries about the
+// tapes from that index.
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/alecthomas/kong"
+)
+
+// Globals are flags every command takes.
+type Globals struct {
+	LogLevel string `help:"Log level: debug, info, warn or error." default:"info" enum:"debug,info,warn,error" env:"TAPEFS_LOG_LEVEL"`
+}
+
+// StoreFlags choose a store and its sidecar.
+type StoreFlags struct {
+	Backend string `help:"Store URL: file:///DIR, mem://, s3://BUCKET?region=R&endpoint=URL&use_path_style=true, gs://BUCKET, azblob://CONTAINER. Default: the embedded store in $XDG_DATA_HOME/tapefs/tapes." env:"TAPEFS_BACKEND" placeholder:"URL"`
+	Meta    string `help:"Sidecar index (SQLite) file. Default: one per store under $XDG_DATA_HOME/tapefs." env:"TAPEFS_META" placeholder:"FILE"`
+}
+
+// CLI is the whole command line.
+type CLI struct {
+	Globals
+
+	Mount   MountCmd   `cmd:"" help:"Mount a tape store on a directory."`
+	Unmount UnmountCmd `cmd:"" help:"Upload pending writes and unmount (also cleans up a mount whose daemon died)."`
+	Ls      LsCmd      `cmd:"" help:"List the indexed tapes from the sidecar."`
+	Status  StatusCmd  `cmd:"" help:"Show running mounts, pending uploads and store counters."`
+	Refresh RefreshCmd `cmd:"" help:"Make a running mount pick up changes in the store now."`
+}
+
+func newLogger(level string) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level))
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+}
+
+func main() {
+	var cli CLI
+	ctx := kong.Parse(&cli,
+		kong.Name("tapefs"),
+		kong.Description("Mount MCP session recordings (tapes) from any store as a directory, indexed in a local SQLite sidecar."),
+		kong.UsageOnError(),
+		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
+	)
+	log := newLogger(cli.LogLevel)
+	slog.SetDefault(log)
+	err := ctx.Run(&cli.Globals, log)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "tapefs: %v\n", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,487 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/tapefs/tapefs/backend"
+	"github.com/tapefs/tapefs/cache"
+	"github.com/tapefs/tapefs/fsnode"
+	"github.com/tapefs/tapefs/indexer"
+	"github.com/tapefs/tapefs/meta"
+	"gocloud.dev/blob"
+)
+
+// MountCmd mounts a store.
+type MountCmd struct {
+	StoreFlags
+	Mountpoint      string        `arg:"" help:"Directory to mount on (must exist)." type:"path"`
+	Daemon          bool          `help:"Run in the background; return once the mount answers." env:"TAPEFS_DAEMON"`
+	ReadOnly        bool          `help:"Refuse every write with EROFS." env:"TAPEFS_READ_ONLY"`
+	AllowOther      bool          `help:"Let other users see the mount (needs user_allow_other for non-root)." env:"TAPEFS_ALLOW_OTHER"`
+	AttrTimeout     time.Duration `help:"How long the kernel may cache attributes and names." default:"10s" env:"TAPEFS_ATTR_TIMEOUT"`
+	RefreshInterval time.Duration `help:"How often to list the store again to pick up changes made elsewhere (0 disables)." default:"1m" env:"TAPEFS_REFRESH_INTERVAL"`
+	Timeout         time.Duration `help:"Bound on one read request to the store; a read that takes longer fails with EIO." default:"30s" env:"TAPEFS_TIMEOUT"`
+	ChunkSize       int64         `help:"Size of one range read from the store, in bytes." default:"1048576" env:"TAPEFS_CHUNK_SIZE"`
+	ReadAhead       int           `help:"Most chunks read ahead of a sequential reader." default:"8" env:"TAPEFS_READ_AHEAD"`
+	IndexWorkers    int           `help:"Tapes indexed in parallel." default:"8" env:"TAPEFS_INDEX_WORKERS"`
+	CacheDir        string        `help:"Directory of the on-disk read cache. Default: $XDG_CACHE_HOME/tapefs/ID. The cache is used for remote stores, and for file:// and mem:// only when this flag is given." env:"TAPEFS_CACHE_DIR" placeholder:"DIR"`
+	CacheMaxSize    ByteSize      `help:"Bound on the read cache (e.g. 512MiB, 10GiB); 0 turns it off." default:"1GiB" env:"TAPEFS_CACHE_MAX_SIZE"`
+	StateDir        string        `help:"Directory of staged writes. Default: beside the sidecar (SIDECAR.staging)." env:"TAPEFS_STATE_DIR" placeholder:"DIR"`
+	LogFile         string        `help:"Log file of a --daemon mount. Default: $XDG_STATE_HOME/tapefs/logs/ID.log." env:"TAPEFS_LOG_FILE" placeholder:"FILE"`
+}
+
+// readyEnv tells a re-executed daemon which file descriptor reports start-up.
+const readyEnv = "TAPEFS_READY_FD"
+
+func (c *MountCmd) Run(g *Globals, log *slog.Logger) error {
+	mp, err := checkMountpoint(c.Mountpoint)
+	if err != nil {
+		return err
+	}
+	c.Mountpoint = mp
+	if c.Daemon && os.Getenv(readyEnv) == "" {
+		return c.startDaemon()
+	}
+	ready := func(err error) {}
+	if fd := os.Getenv(readyEnv); fd != "" {
+		f := os.NewFile(3, "ready")
+		ready = func(err error) {
+			if err != nil {
+				fmt.Fprintf(f, "error: %s\n", oneLine(err.Error()))
+			} else {
+				fmt.Fprintln(f, "ok")
+			}
+			f.Close()
+		}
+	}
+	err = c.serve(log, ready)
+	if err != nil {
+		ready(err)
+	}
+	return err
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// checkMountpoint refuses a missing, non-directory or already mounted path.
+func checkMountpoint(p string) (string, error) {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", err
+	}
+	st, err := os.Stat(abs)
+	switch {
+	case errors.Is(err, syscall.ENOTCONN):
+		return "", fmt.Errorf("mountpoint %s holds a dead mount; clean it up with: tapefs unmount %s", abs, abs)
+	case errors.Is(err, os.ErrNotExist):
+		return "", fmt.Errorf("mountpoint %s does not exist; create it with: mkdir -p %s", abs, abs)
+	case err != nil:
+		return "", fmt.Errorf("mountpoint %s: %v", abs, err)
+	case !st.IsDir():
+		return "", fmt.Errorf("mountpoint %s is not a directory", abs)
+	}
+	if real, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = real
+	}
+	if isMounted(abs) {
+		return "", fmt.Errorf("%s is already a mount point; unmount it first (tapefs unmount %s)", abs, abs)
+	}
+	return abs, nil
+}
+
+// isMounted reports whether p is a mount point, from /proc/self/mountinfo.
+func isMounted(p string) bool {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) > 4 && unescapeMountinfo(fields[4]) == p {
+			return true
+		}
+	}
+	return false
+}
+
+func unescapeMountinfo(s string) string {
+	r := strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`)
+	return r.Replace(s)
+}
+
+// checkFuseDevice fails early, with a fix, when /dev/fuse cannot be used.
+func checkFuseDevice() error {
+	f, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("/dev/fuse is not usable (%v): load the fuse module (modprobe fuse) or run the container with --device /dev/fuse", err)
+	}
+	f.Close()
+	return nil
+}
+
+// startDaemon re-runs this command in the background and waits until the
+// child reports that the mount answers, or why it could not mount.
+func (c *MountCmd) startDaemon() error {
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	logFile := c.LogFile
+	if logFile == "" {
+		logFile = logPath(c.Mountpoint)
+	}
+	if err := os.MkdirAll(filepath.Dir(logFile), 0o700); err != nil {
+		return err
+	}
+	lf, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("cannot open the log file %s: %w", logFile, err)
+	}
+	defer lf.Close()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	args := append([]string{}, os.Args[1:]...)
+	cmd := exec.Command(exe, args...)
+	cmd.Env = append(os.Environ(), readyEnv+"=3", "TAPEFS_LOG_FILE="+logFile)
+	cmd.Stdout, cmd.Stderr = lf, lf
+	cmd.ExtraFiles = []*os.File{pw}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	pw.Close()
+	line, _ := bufio.NewReader(pr).ReadString('\n')
+	pr.Close()
+	line = strings.TrimSpace(line)
+	switch {
+	case line == "ok":
+		cmd.Process.Release()
+		return nil
+	case strings.HasPrefix(line, "error: "):
+		cmd.Wait()
+		return errors.New(strings.TrimPrefix(line, "error: "))
+	default:
+		cmd.Wait()
+		return fmt.Errorf("the mount daemon exited before mounting; see %s", logFile)
+	}
+}
+
+// serve mounts and runs until unmounted or signalled.
+func (c *MountCmd) serve(log *slog.Logger, ready func(error)) error {
+	if err := checkFuseDevice(); err != nil {
+		return err
+	}
+	st, err := resolveStore(c.Backend, c.Meta)
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	mux := backend.NewMux()
+	openCtx, cancel := context.WithTimeout(ctx, c.Timeout)
+	bucket, err := backend.Open(openCtx, mux, st.URL)
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer bucket.Close()
+
+	sc, err := openSidecar(st.Meta, log)
+	if err != nil {
+		return err
+	}
+	defer sc.Close()
+
+	stagingDir := st.Meta + ".staging"
+	if c.StateDir != "" {
+		stagingDir = filepath.Join(c.StateDir, "staging")
+	}
+	staging, err := fsnode.NewStaging(stagingDir)
+	if err != nil {
+		return err
+	}
+	chunks, err := c.openCache(st)
+	if err != nil {
+		return err
+	}
+	ix := indexer.New(bucket, sc, indexer.Options{Workers: c.IndexWorkers, Logger: log})
+	tree := fsnode.New(fsnode.Options{
+		Bucket: bucket, Sidecar: sc, Indexer: ix, Staging: staging, Logger: log,
+		ReadOnly: c.ReadOnly,
+		Read:     fsnode.ReadOptions{ChunkSize: c.ChunkSize, MaxAhead: c.ReadAhead, Timeout: c.Timeout, Cache: chunks},
+	})
+	ix.SetPending(tree.IsPending)
+	if !c.ReadOnly {
+		if n, err := tree.Recover(ctx); err != nil {
+			log.Warn("could not read staged files of an earlier run", "err", err)
+		} else if n > 0 {
+			log.Info("uploaded staged files left by an earlier run", "count", n)
+		}
+	}
+	start := time.Now()
+	res, err := ix.Reconcile(ctx)
+	if err != nil {
+		return fmt.Errorf("cannot list the store %s: %w", st.Redacted, err)
+	}
+	log.Info("index reconciled", "store", st.Redacted, "took", time.Since(start).Round(time.Millisecond), "listed", res.Listed, "added", res.Added, "changed", res.Changed, "removed", res.Removed, "tapes_indexed", res.TapesIndexed, "invalid", res.InvalidTapes, "skipped", res.Skipped)
+
+	opts := tree.MountOptions(c.AttrTimeout, c.AttrTimeout, c.AllowOther)
+	server, err := fs.Mount(c.Mountpoint, tree.Root(), opts)
+	if err != nil {
+		return fmt.Errorf("cannot mount on %s: %w", c.Mountpoint, err)
+	}
+	if err := server.WaitMount(); err != nil {
+		server.Unmount()
+		return fmt.Errorf("mount on %s does not answer: %w", c.Mountpoint, err)
+	}
+	d := &daemon{cmd: c, log: log, store: st, tree: tree, ix: ix, sc: sc, bucket: bucket, server: server, done: make(chan struct{})}
+	if err := d.listen(); err != nil {
+		server.Unmount()
+		return err
+	}
+	defer removeMountInfo(c.Mountpoint)
+	log.Info("mounted", "mountpoint", c.Mountpoint, "store", st.Redacted, "sidecar", st.Meta)
+	ready(nil)
+	return d.run()
+}
+
+// openCache opens the read cache, or returns nil when it is off.
+func (c *MountCmd) openCache(st store) (*cache.Disk, error) {
+	local := strings.HasPrefix(st.URL, "file:") || strings.HasPrefix(st.URL, "mem:")
+	if c.CacheMaxSize <= 0 || (local && c.CacheDir == "") {
+		return nil, nil
+	}
+	dir := c.CacheDir
+	if dir == "" {
+		dir = filepath.Join(cacheDir(), shortHash(st.URL))
+	}
+	return cache.Open(dir, int64(c.CacheMaxSize))
+}
+
+// openSidecar opens the sidecar; a corrupt one is moved aside and rebuilt
+// from the store (it is only a cache).
+func openSidecar(path string, log *slog.Logger) (*meta.Sidecar, error) {
+	sc, err := meta.Open(path)
+	if errors.Is(err, meta.ErrCorrupt) {
+		aside, merr := meta.MoveAside(path)
+		if merr != nil {
+			return nil, fmt.Errorf("sidecar %s is corrupt and could not be moved aside: %v", path, merr)
+		}
+		log.Warn("sidecar was corrupt; moved aside and rebuilding from the store", "sidecar", path, "moved_to", aside)
+		sc, err = meta.Open(path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cannot open the sidecar %s: %w", path, err)
+	}
+	return sc, nil
+}
+
+// daemon is a running mount.
+type daemon struct {
+	cmd    *MountCmd
+	log    *slog.Logger
+	store  store
+	tree   *fsnode.FS
+	ix     *indexer.Indexer
+	sc     *meta.Sidecar
+	bucket *blob.Bucket
+	server *fuse.Server
+	ln     net.Listener
+
+	refreshMu   sync.Mutex
+	lastRefresh time.Time
+	lastErr     string
+
+	stopMu   sync.Mutex
+	stopping bool
+	done     chan struct{}
+}
+
+func (d *daemon) listen() error {
+	sock := socketPath(d.cmd.Mountpoint)
+	if err := os.MkdirAll(filepath.Dir(sock), 0o700); err != nil {
+		return err
+	}
+	os.Remove(sock)
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		return fmt.Errorf("cannot create the control socket %s: %w", sock, err)
+	}
+	os.Chmod(sock, 0o600)
+	d.ln = ln
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /status", d.handleStatus)
+	mux.HandleFunc("POST /unmount", d.handleUnmount)
+	mux.HandleFunc("POST /refresh", d.handleRefresh)
+	go http.Serve(ln, mux)
+	return writeMountInfo(mountInfo{Mountpoint: d.cmd.Mountpoint, PID: os.Getpid(), Backend: d.store.Redacted,
+		Meta: d.store.Meta, Socket: sock, Log: os.Getenv("TAPEFS_LOG_FILE"), Started: time.Now().UTC()})
+}
+
+// run waits for a signal, an unmount request or an outside umount.
+func (d *daemon) run() error {
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	waited := make(chan struct{})
+	go func() { d.server.Wait(); close(waited) }()
+	var tick <-chan time.Time
+	if d.cmd.RefreshInterval > 0 {
+		t := time.NewTicker(d.cmd.RefreshInterval)
+		defer t.Stop()
+		tick = t.C
+	}
+	retry := time.NewTicker(15 * time.Second)
+	defer retry.Stop()
+	for {
+		select {
+		case s := <-sigs:
+			d.log.Info("signal received; uploading pending writes and unmounting", "signal", s.String())
+			if err := d.shutdown(false); err != nil {
+				d.log.Error("unmount failed; still serving", "err", err)
+				continue
+			}
+			d.ln.Close()
+			return nil
+		case <-d.done:
+			return nil
+		case <-waited:
+			if d.isStopping() {
+				<-d.done
+				return nil
+			}
+			// Unmounted from outside (umount): keep what is staged safe.
+			if err := d.tree.FlushAll(); err != nil {
+				d.log.Error("pending uploads failed at unmount; the staged data stays and is uploaded at the next mount", "err", err)
+			}
+			d.ln.Close()
+			return nil
+		case <-tick:
+			d.refresh()
+		case <-retry.C:
+			if err := d.tree.RetryFailed(); err != nil {
+				d.log.Warn("upload retry failed", "err", err)
+			}
+		}
+	}
+}
+
+// shutdown uploads pending writes, then unmounts. The caller closes done
+// once it has answered whoever asked.
+func (d *daemon) shutdown(lazy bool) error {
+	d.stopMu.Lock()
+	defer d.stopMu.Unlock()
+	if d.stopping {
+		return nil
+	}
+	if err := d.tree.FlushAll(); err != nil {
+		d.log.Error("pending uploads failed; the staged data stays and is uploaded at the next mount", "err", err)
+	}
+	var err error
+	if lazy {
+		err = syscall.Unmount(d.cmd.Mountpoint, syscall.MNT_DETACH)
+	} else {
+		err = d.server.Unmount()
+	}
+	if err != nil {
+		return fmt.Errorf("unmount of %s failed: %w (files still open? close them or use --lazy)", d.cmd.Mountpoint, err)
+	}
+	d.stopping = true
+	return nil
+}
+
+func (d *daemon) isStopping() bool {
+	d.stopMu.Lock()
+	defer d.stopMu.Unlock()
+	return d.stopping
+}
+
+func (d *daemon) finish() {
+	d.ln.Close()
+	close(d.done)
+}
+
+func (d *daemon) refresh() (indexer.Result, error) {
+	d.refreshMu.Lock()
+	defer d.refreshMu.Unlock()
+	res, err := d.ix.Reconcile(context.Background())
+	d.lastRefresh = time.Now().UTC()
+	if err != nil {
+		d.lastErr = err.Error()
+		d.log.Warn("refresh failed", "store", d.store.Redacted, "err", err)
+		return res, err
+	}
+	d.lastErr = ""
+	keys := make([]string, 0, len(res.Changes))
+	for _, ch := range res.Changes {
+		keys = append(keys, ch.Key)
+	}
+	d.tree.Invalidate(keys)
+	return res, nil
+}
+
+// statusReport is what `tapefs status --json` prints per mount.
+type statusReport struct {
+	mountInfo
+	Store       fsnode.Snapshot        `json:"store_counters"`
+	Pending     []fsnode.PendingUpload `json:"pending_uploads"`
+	Index       meta.Stats             `json:"index"`
+	LastRefresh time.Time              `json:"last_refresh,omitempty"`
+	RefreshErr  string                 `json:"last_refresh_error,omitempty"`
+}
+
+func (d *daemon) handleStatus(w http.ResponseWriter, r *http.Request) {
+	st, _ := d.sc.Stats(r.Context())
+	d.refreshMu.Lock()
+	lr, le := d.lastRefresh, d.lastErr
+	d.refreshMu.Unlock()
+	rep := statusReport{
+		mountInfo: mountInfo{Mountpoint: d.cmd.Mountpoint, PID: os.Getpid(), Backend: d.store.Redacted, Meta: d.store.Meta,
+			Socket: socketPath(d.cmd.Mountpoint), Log: os.Getenv("TAPEFS_LOG_FILE")},
+		Store: d.tree.Stats().Snapshot(), Pending: d.tree.Pending(), Index: st, LastRefresh: lr, RefreshErr: le,
+	}
+	if rep.Pending == nil {
+		rep.Pending = []fsnode.PendingUpload{}
+	}
+	writeJSON(w, http.StatusOK, rep)
+}
+
+func (d *daemon) handleUnmount(w http.ResponseWriter, r *http.Request) {
+	if err := d.shutdown(r.URL.Query().Get("lazy") == "1"); err != nil {
+		writeJSON(w, http.StatusConflict, map[string]string{"error": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"unmounted": d.cmd.Mountpoint})
+	if fl, ok := w.(http.Flusher); ok {
+		fl.Flush()
+	}
+	d.finish()
+}
+
+func (d *daemon) handleRefresh(w http.ResponseWriter, r *http.Request) {
+	res, err := d.refresh()
+	if err != nil {
+		writeJSON(w, http.StatusBadGateway, map[string]string{"error": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}

@@ -1,0 +1,72 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+)
+
+// StatusCmd shows running mounts.
+type StatusCmd struct {
+	JSON bool `help:"One JSON object per mount."`
+}
+
+func (c *StatusCmd) Run(g *Globals, log *slog.Logger) error {
+	infos := readMountInfos()
+	enc := json.NewEncoder(os.Stdout)
+	if len(infos) == 0 && !c.JSON {
+		fmt.Println("no tapefs mounts")
+	}
+	for _, mi := range infos {
+		var rep statusReport
+		err := callControl(mi.Mountpoint, "GET", "/status", 5*time.Second, &rep)
+		if err != nil {
+			if c.JSON {
+				enc.Encode(map[string]any{"mountpoint": mi.Mountpoint, "pid": mi.PID, "backend": mi.Backend, "alive": false,
+					"error": "daemon not answering: " + err.Error()})
+			} else {
+				fmt.Printf("%s: daemon (pid %d) not answering; clean up with: tapefs unmount %s\n", mi.Mountpoint, mi.PID, mi.Mountpoint)
+			}
+			continue
+		}
+		if c.JSON {
+			enc.Encode(struct {
+				statusReport
+				Alive bool `json:"alive"`
+			}{rep, true})
+			continue
+		}
+		fmt.Printf("%s\n  store:    %s\n  sidecar:  %s\n  pid:      %d\n", rep.Mountpoint, rep.Backend, rep.Meta, rep.PID)
+		fmt.Printf("  index:    %d objects, %d tapes (%d invalid), %d keys skipped\n", rep.Index.Objects, rep.Index.Tapes, rep.Index.InvalidTapes, rep.Index.Skipped)
+		fmt.Printf("  reads:    %d requests, %d bytes from the store\n", rep.Store.StoreReads, rep.Store.StoreReadBytes)
+		fmt.Printf("  uploads:  %d (%d bytes), %d failed attempts\n", rep.Store.Uploads, rep.Store.UploadBytes, rep.Store.UploadErrors)
+		if !rep.LastRefresh.IsZero() {
+			fmt.Printf("  refresh:  %s", rep.LastRefresh.Format(time.RFC3339))
+			if rep.RefreshErr != "" {
+				fmt.Printf(" (failed: %s)", rep.RefreshErr)
+			}
+			fmt.Println()
+		}
+		fmt.Printf("  pending:  %d uploads\n", len(rep.Pending))
+		for _, p := range rep.Pending {
+			fmt.Printf("    %s  %s\n", p.Key, p.Error)
+		}
+	}
+	return nil
+}
+
+// RefreshCmd asks a running mount to list the store again now.
+type RefreshCmd struct {
+	Mountpoint string `arg:"" help:"The mounted directory." type:"path"`
+}
+
+func (c *RefreshCmd) Run(g *Globals, log *slog.Logger) error {
+	var res json.RawMessage
+	if err := callControl(c.Mountpoint, "POST", "/refresh", 10*time.Minute, &res); err != nil {
+		return fmt.Errorf("refresh of %s: %w", c.Mountpoint, err)
+	}
+	fmt.Println(string(res))
+	return nil
+}

@@ -1,0 +1,61 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+// UnmountCmd unmounts a tapefs mount.
+type UnmountCmd struct {
+	Mountpoint string        `arg:"" help:"The mounted directory."`
+	Lazy       bool          `help:"Detach even if files are open (they keep working until closed)."`
+	Timeout    time.Duration `help:"How long to wait for pending uploads." default:"10m"`
+}
+
+func (c *UnmountCmd) Run(g *Globals, log *slog.Logger) error {
+	mp, err := filepath.Abs(c.Mountpoint)
+	if err != nil {
+		return err
+	}
+	if real, err := filepath.EvalSymlinks(mp); err == nil {
+		mp = real
+	}
+	q := ""
+	if c.Lazy {
+		q = "?lazy=1"
+	}
+	cerr := callControl(mp, "POST", "/unmount"+q, c.Timeout, nil)
+	if cerr == nil {
+		for deadline := time.Now().Add(10 * time.Second); isMounted(mp) && time.Now().Before(deadline); {
+			time.Sleep(20 * time.Millisecond)
+		}
+		return nil
+	}
+	if !isDialErr(cerr) {
+		return fmt.Errorf("unmount of %s: %v", mp, cerr)
+	}
+	// No daemon answers: the mount (if any) is dead. Clean it up.
+	if !isMounted(mp) {
+		removeMountInfo(mp)
+		return fmt.Errorf("%s is not mounted", mp)
+	}
+	if err := syscall.Unmount(mp, 0); err != nil {
+		if err := syscall.Unmount(mp, syscall.MNT_DETACH); err != nil {
+			return fmt.Errorf("cannot unmount the dead mount at %s: %w", mp, err)
+		}
+	}
+	removeMountInfo(mp)
+	log.Info("cleaned up a mount whose daemon was gone; staged writes, if any, are uploaded at the next mount", "mountpoint", mp)
+	return nil
+}
+
+// isDialErr tells "no daemon listens" from "the daemon said no".
+func isDialErr(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}

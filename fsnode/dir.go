@@ -1,0 +1,274 @@
+package fsnode
+
+import (
+	"context"
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/tapefs/tapefs/keypath"
+	"github.com/tapefs/tapefs/meta"
+	"gocloud.dev/gcerrors"
+)
+
+// dirNode is a directory: a key prefix in the store, listed from the sidecar.
+type dirNode struct {
+	fs.Inode
+	fsys *FS
+}
+
+var (
+	_ fs.NodeLookuper  = (*dirNode)(nil)
+	_ fs.NodeGetattrer = (*dirNode)(nil)
+	_ fs.NodeSetattrer = (*dirNode)(nil)
+	_ fs.NodeMkdirer   = (*dirNode)(nil)
+	_ fs.NodeRmdirer   = (*dirNode)(nil)
+	_ fs.NodeUnlinker  = (*dirNode)(nil)
+	_ fs.NodeRenamer   = (*dirNode)(nil)
+	_ fs.NodeCreater   = (*dirNode)(nil)
+	_ fs.NodeStatfser  = (*dirNode)(nil)
+)
+
+func (n *dirNode) path() (string, syscall.Errno) {
+	p, ok := n.fsys.pathOf(&n.Inode)
+	if !ok {
+		return "", syscall.ENOENT
+	}
+	return p, 0
+}
+
+func (n *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	dir, errno := n.path()
+	if errno != 0 {
+		return nil, errno
+	}
+	e, ok, err := n.fsys.sc.Lookup(ctx, dir, name)
+	if err != nil {
+		return nil, n.fsys.errno("lookup", keypath.Join(dir, name), err)
+	}
+	if !ok {
+		return nil, syscall.ENOENT
+	}
+	ch := n.fsys.newChild(ctx, &n.Inode, e)
+	if fn, ok := ch.Operations().(*fileNode); ok {
+		if a, ok := fn.stagedAttr(); ok {
+			e.Size = a
+		}
+	}
+	n.fsys.fillAttr(e, &out.Attr)
+	return ch, 0
+}
+
+func (n *dirNode) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	p, errno := n.path()
+	if errno != 0 {
+		return errno
+	}
+	e := meta.Entry{IsDir: true}
+	if p != "" {
+		de, ok, err := n.fsys.sc.StatDir(ctx, p)
+		if err != nil {
+			return n.fsys.errno("getattr", p, err)
+		}
+		if !ok {
+			return syscall.ENOENT
+		}
+		e = de
+	}
+	n.fsys.fillAttr(e, &out.Attr)
+	if p == "" {
+		out.Attr.Ino = 1
+	}
+	return 0
+}
+
+// Setattr accepts mode, owner and time changes and keeps nothing of them:
+// modes are fixed (0755 directories, 0644 files) and times are the store's.
+func (n *dirNode) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	if err := n.fsys.checkWritable(); err != nil {
+		return n.fsys.errno("setattr", "", err)
+	}
+	return n.Getattr(ctx, fh, out)
+}
+
+func (n *dirNode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	dir, errno := n.path()
+	if errno != 0 {
+		return nil, errno
+	}
+	p := keypath.Join(dir, name)
+	if err := n.fsys.checkWritable(); err != nil {
+		return nil, n.fsys.errno("mkdir", p, err)
+	}
+	if err := keypath.ValidName(name); err != nil {
+		return nil, n.fsys.errno("mkdir", p, err)
+	}
+	if _, ok, err := n.fsys.sc.Lookup(ctx, dir, name); err != nil {
+		return nil, n.fsys.errno("mkdir", p, err)
+	} else if ok {
+		return nil, syscall.EEXIST
+	}
+	if err := n.fsys.makeDir(ctx, p); err != nil {
+		return nil, n.fsys.errno("mkdir", p, err)
+	}
+	e, ok, err := n.fsys.sc.StatDir(ctx, p)
+	if err != nil || !ok {
+		return nil, n.fsys.errno("mkdir", p, err)
+	}
+	n.fsys.fillAttr(e, &out.Attr)
+	return n.fsys.newChild(ctx, &n.Inode, e), 0
+}
+
+func (n *dirNode) Rmdir(ctx context.Context, name string) syscall.Errno {
+	dir, errno := n.path()
+	if errno != 0 {
+		return errno
+	}
+	p := keypath.Join(dir, name)
+	if err := n.fsys.checkWritable(); err != nil {
+		return n.fsys.errno("rmdir", p, err)
+	}
+	e, ok, err := n.fsys.sc.Lookup(ctx, dir, name)
+	if err != nil {
+		return n.fsys.errno("rmdir", p, err)
+	}
+	if !ok {
+		return syscall.ENOENT
+	}
+	if !e.IsDir {
+		return syscall.ENOTDIR
+	}
+	empty, err := n.fsys.sc.DirIsEmpty(ctx, p)
+	if err != nil {
+		return n.fsys.errno("rmdir", p, err)
+	}
+	if !empty {
+		return syscall.ENOTEMPTY
+	}
+	if err := n.fsys.bucket.Delete(ctx, keypath.DirMarkerKey(p)); err != nil && gcerrors.Code(err) != gcerrors.NotFound {
+		return n.fsys.errno("rmdir", p, err)
+	}
+	if err := n.fsys.sc.RemoveDir(ctx, p); err != nil {
+		return n.fsys.errno("rmdir", p, err)
+	}
+	return n.fsys.errno("rmdir", p, n.fsys.keepDir(ctx, dir))
+}
+
+func (n *dirNode) Unlink(ctx context.Context, name string) syscall.Errno {
+	dir, errno := n.path()
+	if errno != 0 {
+		return errno
+	}
+	p := keypath.Join(dir, name)
+	if err := n.fsys.checkWritable(); err != nil {
+		return n.fsys.errno("unlink", p, err)
+	}
+	e, ok, err := n.fsys.sc.Lookup(ctx, dir, name)
+	if err != nil {
+		return n.fsys.errno("unlink", p, err)
+	}
+	if !ok {
+		return syscall.ENOENT
+	}
+	if e.IsDir {
+		return syscall.EISDIR
+	}
+	if ch := n.GetChild(name); ch != nil {
+		if fn, ok := ch.Operations().(*fileNode); ok {
+			fn.markDeleted()
+		}
+	}
+	if err := n.fsys.deleteKey(ctx, e.Key); err != nil {
+		return n.fsys.errno("unlink", p, err)
+	}
+	return n.fsys.errno("unlink", p, n.fsys.keepDir(ctx, dir))
+}
+
+func (n *dirNode) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
+	dir, errno := n.path()
+	if errno != 0 {
+		return nil, nil, 0, errno
+	}
+	p := keypath.Join(dir, name)
+	if err := n.fsys.checkWritable(); err != nil {
+		return nil, nil, 0, n.fsys.errno("create", p, err)
+	}
+	if err := keypath.ValidName(name); err != nil {
+		return nil, nil, 0, n.fsys.errno("create", p, err)
+	}
+	if _, ok, err := n.fsys.sc.Lookup(ctx, dir, name); err != nil {
+		return nil, nil, 0, n.fsys.errno("create", p, err)
+	} else if ok {
+		return nil, nil, 0, syscall.EEXIST
+	}
+	sw, err := n.fsys.opts.Staging.New(p)
+	if err != nil {
+		return nil, nil, 0, n.fsys.errno("create", p, err)
+	}
+	sw.exclusive = flags&syscall.O_EXCL != 0
+	if err := sw.MarkDirty(); err != nil {
+		sw.Discard()
+		return nil, nil, 0, n.fsys.errno("create", p, err)
+	}
+	// A placeholder row gives the new file its inode number and lets other
+	// processes see it while it is written; the store sees it on close.
+	obj, err := n.fsys.sc.PutObject(ctx, meta.Object{Key: p, ModTime: nowUTC()})
+	if err != nil {
+		sw.Discard()
+		return nil, nil, 0, n.fsys.errno("create", p, err)
+	}
+	fn := &fileNode{fsys: n.fsys}
+	ch := n.NewInode(ctx, fn, fs.StableAttr{Mode: fuse.S_IFREG, Ino: uint64(obj.ID)})
+	fn = ch.Operations().(*fileNode)
+	fn.adoptStaged(sw)
+	e := meta.Entry{Name: name, ID: obj.ID, Size: 0, ModTime: obj.ModTime, Key: p}
+	n.fsys.fillAttr(e, &out.Attr)
+	return ch, &handle{node: fn, write: true}, 0, 0
+}
+
+func (n *dirNode) Rename(ctx context.Context, name string, newParent fs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	dir, errno := n.path()
+	if errno != 0 {
+		return errno
+	}
+	np, ok := newParent.(*dirNode)
+	if !ok {
+		return syscall.EXDEV
+	}
+	ndir, errno := np.path()
+	if errno != 0 {
+		return errno
+	}
+	src, dst := keypath.Join(dir, name), keypath.Join(ndir, newName)
+	if err := n.fsys.checkWritable(); err != nil {
+		return n.fsys.errno("rename", src, err)
+	}
+	if flags&fs.RENAME_EXCHANGE != 0 {
+		return syscall.EINVAL
+	}
+	if err := keypath.ValidName(newName); err != nil {
+		return n.fsys.errno("rename", dst, err)
+	}
+	return n.fsys.errno("rename", src, n.fsys.rename(ctx, dir, name, ndir, newName, flags&RENAME_NOREPLACE != 0))
+}
+
+// RENAME_NOREPLACE is renameat2's flag; go-fuse exports only EXCHANGE.
+const RENAME_NOREPLACE = 0x1
+
+func (n *dirNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(n.fsys.opts.Staging.dir, &st); err != nil {
+		return n.fsys.errno("statfs", "", err)
+	}
+	out.Bsize = uint32(st.Bsize)
+	out.Frsize = uint32(st.Bsize)
+	out.Blocks = st.Blocks
+	out.Bfree = st.Bfree
+	out.Bavail = st.Bavail
+	out.NameLen = keypath.MaxName
+	if s, err := n.fsys.sc.Stats(ctx); err == nil {
+		out.Files = uint64(s.Objects) + 1<<20
+		out.Ffree = 1 << 20
+	}
+	return 0
+}

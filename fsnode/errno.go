@@ -1,0 +1,73 @@
+package fsnode
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"log/slog"
+	"strings"
+	"syscall"
+
+	"github.com/tapefs/tapefs/keypath"
+	"github.com/tapefs/tapefs/meta"
+	"gocloud.dev/gcerrors"
+)
+
+// errReadOnly is returned by every write operation of a read-only mount.
+var errReadOnly = errors.New("read-only mount")
+
+// toErrno is the one place where errors become errno values. Errors it does
+// not recognise are logged and reported as EIO.
+func toErrno(log *slog.Logger, op, path string, err error) syscall.Errno {
+	if err == nil {
+		return 0
+	}
+	var errno syscall.Errno
+	switch {
+	case errors.As(err, &errno):
+		return errno
+	case errors.Is(err, errReadOnly):
+		return syscall.EROFS
+	case errors.Is(err, keypath.ErrTooLong):
+		return syscall.ENAMETOOLONG
+	case errors.Is(err, keypath.ErrEmpty), errors.Is(err, keypath.ErrDot),
+		errors.Is(err, keypath.ErrControl), errors.Is(err, keypath.ErrBadUTF8),
+		errors.Is(err, keypath.ErrSlash), errors.Is(err, keypath.ErrEmptySeg):
+		return syscall.EINVAL
+	case errors.Is(err, meta.ErrNotEmpty):
+		return syscall.ENOTEMPTY
+	case errors.Is(err, meta.ErrExists):
+		return syscall.EEXIST
+	case errors.Is(err, meta.ErrInvalid):
+		return syscall.EINVAL
+	case errors.Is(err, meta.ErrReadOnly):
+		return syscall.EROFS
+	case errors.Is(err, meta.ErrNotFound), errors.Is(err, fs.ErrNotExist):
+		return syscall.ENOENT
+	case errors.Is(err, fs.ErrExist):
+		return syscall.EEXIST
+	case errors.Is(err, syscall.ENOSPC):
+		log.Error("local disk full", "op", op, "path", path, "err", err)
+		return syscall.ENOSPC
+	case errors.Is(err, context.Canceled):
+		return syscall.EINTR
+	}
+	switch gcerrors.Code(err) {
+	case gcerrors.NotFound:
+		return syscall.ENOENT
+	case gcerrors.FailedPrecondition, gcerrors.AlreadyExists:
+		return syscall.EEXIST
+	case gcerrors.PermissionDenied:
+		log.Warn("store refused access", "op", op, "path", path, "err", err)
+		return syscall.EACCES
+	case gcerrors.InvalidArgument:
+		log.Warn("store refused the name or request", "op", op, "path", path, "err", err)
+		return syscall.EINVAL
+	}
+	// fileblob refuses keys that end in ".attrs" (its own attribute files).
+	if strings.Contains(err.Error(), "\".attrs\"") || strings.Contains(err.Error(), "is reserved") {
+		return syscall.EINVAL
+	}
+	log.Error("I/O error", "op", op, "path", path, "err", err)
+	return syscall.EIO
+}

@@ -1,0 +1,357 @@
+package fsnode
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/tapefs/tapefs/keypath"
+	"github.com/tapefs/tapefs/meta"
+)
+
+// fileNode is one store object. While any handle writes to it, it holds a
+// StagedWrite that every handle reads from and writes to.
+type fileNode struct {
+	fs.Inode
+	fsys *FS
+
+	mu       sync.Mutex
+	staged   *StagedWrite
+	deleted  bool
+	keepETag string     // ETag at the last open, for FOPEN_KEEP_CACHE
+	uploadMu sync.Mutex // one upload of this file at a time
+}
+
+var (
+	_ fs.NodeOpener    = (*fileNode)(nil)
+	_ fs.NodeGetattrer = (*fileNode)(nil)
+	_ fs.NodeSetattrer = (*fileNode)(nil)
+)
+
+func (n *fileNode) path() (string, syscall.Errno) {
+	p, ok := n.fsys.pathOf(&n.Inode)
+	if !ok {
+		return "", syscall.ENOENT
+	}
+	return p, 0
+}
+
+func (n *fileNode) stagedWrite() *StagedWrite {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.staged
+}
+
+// stagedAttr is the size of the staged copy, when there is one.
+func (n *fileNode) stagedAttr() (int64, bool) {
+	sw := n.stagedWrite()
+	if sw == nil {
+		return 0, false
+	}
+	s, err := sw.Size()
+	return s, err == nil
+}
+
+func (n *fileNode) adoptStaged(sw *StagedWrite) {
+	n.mu.Lock()
+	n.staged = sw
+	sw.refs++
+	n.mu.Unlock()
+	n.fsys.registerStaged(n, true)
+}
+
+func (n *fileNode) markDeleted() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.deleted = true
+	if n.staged != nil {
+		n.staged.mu.Lock()
+		n.staged.deleted = true
+		n.staged.mu.Unlock()
+	}
+}
+
+// entry reads the node's sidecar row.
+func (n *fileNode) entry(ctx context.Context) (meta.Entry, syscall.Errno) {
+	p, errno := n.path()
+	if errno != 0 {
+		return meta.Entry{}, errno
+	}
+	e, ok, err := n.fsys.sc.Lookup(ctx, keypath.Parent(p), keypath.Base(p))
+	if err != nil {
+		return e, n.fsys.errno("getattr", p, err)
+	}
+	if !ok || e.IsDir {
+		return e, syscall.ENOENT
+	}
+	return e, 0
+}
+
+func (n *fileNode) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	e, errno := n.entry(ctx)
+	if errno != 0 {
+		return errno
+	}
+	if s, ok := n.stagedAttr(); ok {
+		e.Size = s
+	}
+	n.fsys.fillAttr(e, &out.Attr)
+	return 0
+}
+
+// Setattr truncates (size); mode, owner and times are accepted and not
+// kept, the same way every time.
+func (n *fileNode) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	if err := n.fsys.checkWritable(); err != nil {
+		return n.fsys.errno("setattr", "", err)
+	}
+	if size, ok := in.GetSize(); ok {
+		if h, ok := fh.(*handle); ok && h.write {
+			if err := h.node.stagedWrite().Truncate(int64(size)); err != nil {
+				return n.fsys.errno("truncate", "", err)
+			}
+		} else {
+			// truncate(2) by path: stage, truncate, upload, done.
+			if errno := n.acquire(ctx, size == 0); errno != 0 {
+				return errno
+			}
+			err := n.stagedWrite().Truncate(int64(size))
+			if err == nil {
+				err = n.flush()
+			}
+			n.release()
+			if err != nil {
+				return n.fsys.errno("truncate", "", err)
+			}
+		}
+	}
+	return n.Getattr(ctx, fh, out)
+}
+
+func (n *fileNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	write := flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&syscall.O_TRUNC != 0
+	if write {
+		if err := n.fsys.checkWritable(); err != nil {
+			return nil, 0, n.fsys.errno("open", "", err)
+		}
+		if errno := n.acquire(ctx, flags&syscall.O_TRUNC != 0); errno != 0 {
+			return nil, 0, errno
+		}
+		return &handle{node: n, write: true}, 0, 0
+	}
+	e, errno := n.entry(ctx)
+	if errno != 0 {
+		return nil, 0, errno
+	}
+	// A read-only handle has nothing to upload at close: FOPEN_NOFLUSH
+	// spares the round trip, which matters for grep over many tapes.
+	fuseFlags := uint32(fuse.FOPEN_NOFLUSH)
+	n.mu.Lock()
+	ver := version(e)
+	if n.staged == nil && ver == n.keepETag {
+		fuseFlags |= fuse.FOPEN_KEEP_CACHE // unchanged since the last open
+	}
+	n.keepETag = ver
+	n.mu.Unlock()
+	h := &handle{node: n}
+	if !n.fsys.IsPending(e.Key) {
+		h.reader = NewObjectReader(n.fsys.bucket, e.Key, ver, e.Size, n.fsys.opts.Read, &n.fsys.stats)
+	}
+	return h, fuseFlags, 0
+}
+
+// acquire gives the node a staged copy for writing: empty when truncating,
+// else a copy of the object (copy-on-open).
+func (n *fileNode) acquire(ctx context.Context, trunc bool) syscall.Errno {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.staged != nil {
+		n.staged.refs++
+		if trunc {
+			if err := n.staged.Truncate(0); err != nil {
+				n.staged.refs--
+				return n.fsys.errno("open", n.staged.key, err)
+			}
+		}
+		return 0
+	}
+	p, errno := n.path()
+	if errno != 0 {
+		return errno
+	}
+	sw, err := n.fsys.opts.Staging.New(p)
+	if err != nil {
+		return n.fsys.errno("open", p, err)
+	}
+	if trunc {
+		err = sw.Truncate(0)
+	} else if r, rerr := n.fsys.bucket.NewReader(ctx, p, nil); rerr != nil {
+		err = rerr
+	} else {
+		n.fsys.stats.StoreReads.Add(1)
+		err = sw.Fill(r)
+		if sz, e := sw.Size(); e == nil {
+			n.fsys.stats.StoreReadBytes.Add(sz)
+		}
+		r.Close()
+	}
+	if err != nil {
+		sw.Discard()
+		return n.fsys.errno("open", p, err)
+	}
+	sw.refs = 1
+	n.staged = sw
+	n.fsys.registerStaged(n, true)
+	return 0
+}
+
+// release drops one handle's hold on the staged copy. The last one uploads
+// what is still dirty; staged data that cannot be uploaded is kept and
+// queued for retry.
+func (n *fileNode) release() {
+	n.mu.Lock()
+	sw := n.staged
+	if sw == nil {
+		n.mu.Unlock()
+		return
+	}
+	sw.refs--
+	if sw.refs > 0 {
+		n.mu.Unlock()
+		return
+	}
+	n.staged = nil
+	n.mu.Unlock()
+	n.fsys.registerStaged(n, false)
+
+	key, dirty, excl, deleted, gen := sw.snapshot()
+	if p, ok := n.fsys.pathOf(&n.Inode); ok && p != key {
+		sw.SetKey(p)
+		key = p
+	}
+	if deleted || !dirty {
+		sw.Discard()
+		return
+	}
+	if err := n.fsys.upload(sw, key, excl, gen); err != nil {
+		n.fsys.stats.UploadErrors.Add(1)
+		n.fsys.log.Warn("upload failed; the data is kept and will be retried", "key", key, "err", err)
+		n.fsys.addFailed(sw, key, err)
+		return
+	}
+	sw.Discard()
+}
+
+// flush uploads the staged copy if it holds anything the store lacks.
+func (n *fileNode) flush() error {
+	n.uploadMu.Lock()
+	defer n.uploadMu.Unlock()
+	sw := n.stagedWrite()
+	if sw == nil {
+		return nil
+	}
+	key, dirty, excl, deleted, gen := sw.snapshot()
+	if deleted || !dirty {
+		return nil
+	}
+	if p, ok := n.fsys.pathOf(&n.Inode); ok && p != key {
+		if err := sw.SetKey(p); err != nil {
+			return err
+		}
+		key = p
+	} else if !ok {
+		return nil // unlinked while open
+	}
+	if err := n.fsys.upload(sw, key, excl, gen); err != nil {
+		n.fsys.stats.UploadErrors.Add(1)
+		sw.mu.Lock()
+		sw.lastErr = err
+		sw.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
+// version identifies the content of an object: its ETag, or else its size
+// and modification time (listings carry no ETag).
+func version(e meta.Entry) string {
+	if e.ETag != "" {
+		return e.ETag
+	}
+	return fmt.Sprintf("%d-%d", e.Size, e.ModTime.UnixNano())
+}
+
+// handle is one open file.
+type handle struct {
+	node   *fileNode
+	write  bool
+	reader *ObjectReader // store reads when nothing is staged
+}
+
+var (
+	_ fs.FileReader   = (*handle)(nil)
+	_ fs.FileWriter   = (*handle)(nil)
+	_ fs.FileFlusher  = (*handle)(nil)
+	_ fs.FileFsyncer  = (*handle)(nil)
+	_ fs.FileReleaser = (*handle)(nil)
+)
+
+func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	if sw := h.node.stagedWrite(); sw != nil {
+		n, err := sw.ReadAt(dest, off)
+		if err != nil && err != io.EOF {
+			return nil, h.node.fsys.errno("read", sw.key, err)
+		}
+		return fuse.ReadResultData(dest[:n]), 0
+	}
+	if h.reader == nil {
+		return fuse.ReadResultData(nil), 0
+	}
+	n, err := h.reader.ReadAt(ctx, dest, off)
+	if err != nil && err != io.EOF {
+		return nil, h.node.fsys.errno("read", h.reader.key, err)
+	}
+	return fuse.ReadResultData(dest[:n]), 0
+}
+
+func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
+	sw := h.node.stagedWrite()
+	if !h.write || sw == nil {
+		return 0, syscall.EBADF
+	}
+	n, err := sw.WriteAt(data, off)
+	if err != nil {
+		return uint32(n), h.node.fsys.errno("write", sw.key, err)
+	}
+	return uint32(n), 0
+}
+
+// Flush runs at every close(2): the upload happens here, so close reports
+// whether the data reached the store.
+func (h *handle) Flush(ctx context.Context) syscall.Errno {
+	if !h.write {
+		return 0
+	}
+	if err := h.node.flush(); err != nil {
+		return h.node.fsys.errno("close", "", err)
+	}
+	return 0
+}
+
+func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
+	return h.Flush(ctx)
+}
+
+func (h *handle) Release(ctx context.Context) syscall.Errno {
+	if h.reader != nil {
+		h.reader.Close()
+	}
+	if h.write {
+		h.node.release()
+	}
+	return 0
+}

@@ -1,0 +1,456 @@
+// Package fsnode is the FUSE tree of a tapefs mount, on go-fuse's fs
+// package. Directory structure, sizes and times come from the sidecar; file
+// contents are range reads of the store; writes are staged locally and
+// uploaded whole on fsync and close; rename and unlink become copy and
+// delete in the store. Errors become errno values in one place (toErrno).
+package fsnode
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"os"
+	"path"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/tapefs/tapefs/indexer"
+	"github.com/tapefs/tapefs/keypath"
+	"github.com/tapefs/tapefs/meta"
+	"gocloud.dev/blob"
+	"gocloud.dev/gcerrors"
+)
+
+// Options configure a tree.
+type Options struct {
+	Bucket        *blob.Bucket
+	Sidecar       *meta.Sidecar
+	Indexer       *indexer.Indexer
+	Staging       *Staging
+	Logger        *slog.Logger
+	ReadOnly      bool
+	Read          ReadOptions
+	UploadTimeout time.Duration // bound on one upload (default 10 min)
+}
+
+// dirInoBase keeps directory inode numbers apart from object row ids.
+const dirInoBase = 1 << 48
+
+// FS is one mounted tree.
+type FS struct {
+	opts    Options
+	log     *slog.Logger
+	bucket  *blob.Bucket
+	sc      *meta.Sidecar
+	stats   Stats
+	root    *dirNode
+	started time.Time
+
+	mu     sync.Mutex
+	staged map[*fileNode]struct{} // nodes holding a staged write
+	failed []*failedUpload        // staged data waiting for the store
+}
+
+// failedUpload is staged data whose upload failed after its last handle
+// closed; it is retried until the store takes it.
+type failedUpload struct {
+	sw  *StagedWrite
+	key string
+	err error
+	at  time.Time
+}
+
+// New builds a tree over the store and sidecar in opts.
+func New(opts Options) *FS {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.UploadTimeout <= 0 {
+		opts.UploadTimeout = 10 * time.Minute
+	}
+	opts.Read.fill()
+	f := &FS{opts: opts, log: opts.Logger, bucket: opts.Bucket, sc: opts.Sidecar,
+		staged: map[*fileNode]struct{}{}, started: time.Now()}
+	f.root = &dirNode{fsys: f}
+	return f
+}
+
+// Root is the root node to mount.
+func (f *FS) Root() fs.InodeEmbedder { return f.root }
+
+// Stats returns the store counters.
+func (f *FS) Stats() *Stats { return &f.stats }
+
+// MountOptions returns go-fuse options for this tree.
+func (f *FS) MountOptions(entryTimeout, attrTimeout time.Duration, allowOther bool) *fs.Options {
+	neg := time.Second
+	o := &fs.Options{
+		EntryTimeout:    &entryTimeout,
+		AttrTimeout:     &attrTimeout,
+		NegativeTimeout: &neg,
+		UID:             uint32(os.Getuid()),
+		GID:             uint32(os.Getgid()),
+	}
+	o.MountOptions = fuse.MountOptions{
+		FsName:       "tapefs",
+		Name:         "tapefs",
+		DirectMount:  true,
+		AllowOther:   allowOther,
+		MaxWrite:     1 << 20,
+		MaxReadAhead: 1 << 20,
+		Options:      []string{"default_permissions"},
+	}
+	if f.opts.ReadOnly {
+		o.MountOptions.Options = append(o.MountOptions.Options, "ro")
+	}
+	return o
+}
+
+// pathOf is the tree path of n, or false if n has been unlinked.
+func (f *FS) pathOf(n *fs.Inode) (string, bool) {
+	root := f.root.EmbeddedInode()
+	var segs []string
+	for p := n; p != root; {
+		name, parent := p.Parent()
+		if parent == nil {
+			return "", false
+		}
+		segs = append(segs, name)
+		p = parent
+	}
+	for i, j := 0, len(segs)-1; i < j; i, j = i+1, j-1 {
+		segs[i], segs[j] = segs[j], segs[i]
+	}
+	return strings.Join(segs, "/"), true
+}
+
+func (f *FS) errno(op, p string, err error) syscall.Errno {
+	return toErrno(f.log, op, p, err)
+}
+
+// fillAttr sets attributes of a sidecar entry.
+func (f *FS) fillAttr(e meta.Entry, a *fuse.Attr) {
+	mt := e.ModTime
+	if mt.IsZero() {
+		mt = f.started
+	}
+	if e.IsDir {
+		a.Mode = fuse.S_IFDIR | 0o755
+		a.Nlink = 2
+		a.Ino = dirInoBase + uint64(e.ID)
+		a.Size = 4096
+	} else {
+		a.Mode = fuse.S_IFREG | 0o644
+		a.Nlink = 1
+		a.Ino = uint64(e.ID)
+		a.Size = uint64(e.Size)
+		a.Blocks = (a.Size + 511) / 512
+	}
+	a.Blksize = 4096
+	a.SetTimes(&mt, &mt, &mt)
+	a.Uid = uint32(os.Getuid())
+	a.Gid = uint32(os.Getgid())
+}
+
+// newChild makes (or finds) the inode for a sidecar entry.
+func (f *FS) newChild(ctx context.Context, parent *fs.Inode, e meta.Entry) *fs.Inode {
+	if e.IsDir {
+		return parent.NewInode(ctx, &dirNode{fsys: f}, fs.StableAttr{Mode: fuse.S_IFDIR, Ino: dirInoBase + uint64(e.ID)})
+	}
+	return parent.NewInode(ctx, &fileNode{fsys: f}, fs.StableAttr{Mode: fuse.S_IFREG, Ino: uint64(e.ID)})
+}
+
+func (f *FS) checkWritable() error {
+	if f.opts.ReadOnly {
+		return errReadOnly
+	}
+	return nil
+}
+
+// contentType names the media type of a key for the store.
+func contentType(key string) string {
+	switch {
+	case strings.HasSuffix(key, ".jsonl"):
+		return "application/x-ndjson"
+	case strings.HasSuffix(key, ".json"):
+		return "application/json"
+	}
+	if t := mime.TypeByExtension(path.Ext(key)); t != "" {
+		return t
+	}
+	return "application/octet-stream"
+}
+
+// upload sends the staged file to key in one writer, then records the new
+// object in the sidecar and re-indexes the tape it belongs to.
+func (f *FS) upload(sw *StagedWrite, key string, exclusive bool, gen int64) error {
+	ctx, cancel := context.WithTimeout(context.Background(), f.opts.UploadTimeout)
+	defer cancel()
+	size, err := sw.Size()
+	if err != nil {
+		return err
+	}
+	w, err := f.bucket.NewWriter(ctx, key, &blob.WriterOptions{IfNotExist: exclusive, ContentType: contentType(key)})
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(w, io.NewSectionReader(sw.file, 0, size)); err != nil {
+		cancel() // abandon the writer: nothing becomes visible
+		w.Close()
+		return err
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	f.stats.Uploads.Add(1)
+	f.stats.UploadBytes.Add(size)
+	sw.uploaded(gen)
+	if err := f.recordObject(ctx, key); err != nil {
+		return err
+	}
+	if f.opts.Indexer != nil {
+		if err := f.opts.Indexer.IndexKey(ctx, key); err != nil {
+			f.log.Warn("indexing after upload failed", "key", key, "err", err)
+		}
+	}
+	return nil
+}
+
+// recordObject stores the store's current attributes of key in the sidecar.
+func (f *FS) recordObject(ctx context.Context, key string) error {
+	a, err := f.bucket.Attributes(ctx, key)
+	if err != nil {
+		return err
+	}
+	_, err = f.sc.PutObject(ctx, meta.Object{Key: key, Size: a.Size, ModTime: a.ModTime, ETag: a.ETag, MD5: a.MD5})
+	return err
+}
+
+// deleteKey removes key from the store (a missing object is fine) and from
+// the sidecar and index.
+func (f *FS) deleteKey(ctx context.Context, key string) error {
+	if err := f.bucket.Delete(ctx, key); err != nil && gcerrors.Code(err) != gcerrors.NotFound {
+		return err
+	}
+	f.stats.Deletes.Add(1)
+	if err := f.sc.DeleteObject(ctx, key); err != nil {
+		return err
+	}
+	if f.opts.Indexer != nil {
+		if err := f.opts.Indexer.ForgetKey(ctx, key); err != nil {
+			f.log.Warn("index update after delete failed", "key", key, "err", err)
+		}
+	}
+	return nil
+}
+
+// keepDir makes sure directory p still exists after something below it was
+// removed: an object store drops a prefix with its last key, a file system
+// does not drop a directory with its last file.
+func (f *FS) keepDir(ctx context.Context, p string) error {
+	if p == "" {
+		return nil
+	}
+	if _, ok, err := f.sc.StatDir(ctx, p); err != nil || ok {
+		return err
+	}
+	return f.makeDir(ctx, p)
+}
+
+// makeDir writes the marker object that keeps an empty directory.
+func (f *FS) makeDir(ctx context.Context, p string) error {
+	key := keypath.DirMarkerKey(p)
+	if err := f.bucket.WriteAll(ctx, key, nil, nil); err != nil {
+		return err
+	}
+	// The marker's row makes the directory explicit in the sidecar, and
+	// moves with it on rename.
+	return f.recordObject(ctx, key)
+}
+
+// registerStaged notes that n holds a staged write.
+func (f *FS) registerStaged(n *fileNode, on bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if on {
+		f.staged[n] = struct{}{}
+	} else {
+		delete(f.staged, n)
+	}
+}
+
+// flushUnder uploads every dirty staged file at or below path p.
+func (f *FS) flushUnder(p string) error {
+	f.mu.Lock()
+	nodes := make([]*fileNode, 0, len(f.staged))
+	for n := range f.staged {
+		nodes = append(nodes, n)
+	}
+	f.mu.Unlock()
+	for _, n := range nodes {
+		np, ok := f.pathOf(n.EmbeddedInode())
+		if !ok || (p != "" && np != p && !strings.HasPrefix(np, p+"/")) {
+			continue
+		}
+		if err := n.flush(); err != nil {
+			return fmt.Errorf("upload of %s: %w", np, err)
+		}
+	}
+	return nil
+}
+
+// FlushAll uploads every pending write: open dirty files, then failed
+// uploads. It is called before unmount.
+func (f *FS) FlushAll() error {
+	err := f.flushUnder("")
+	if rerr := f.RetryFailed(); err == nil {
+		err = rerr
+	}
+	return err
+}
+
+// addFailed queues staged data whose last handle closed before it reached
+// the store.
+func (f *FS) addFailed(sw *StagedWrite, key string, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.failed = append(f.failed, &failedUpload{sw: sw, key: key, err: err, at: time.Now()})
+}
+
+// RetryFailed tries every queued upload again; it returns the first error.
+func (f *FS) RetryFailed() error {
+	f.mu.Lock()
+	queue := f.failed
+	f.failed = nil
+	f.mu.Unlock()
+	var first error
+	for _, fu := range queue {
+		key, dirty, excl, deleted, gen := fu.sw.snapshot()
+		if deleted || !dirty {
+			fu.sw.Discard()
+			continue
+		}
+		if err := f.upload(fu.sw, key, excl, gen); err != nil {
+			f.stats.UploadErrors.Add(1)
+			fu.err, fu.at = err, time.Now()
+			f.mu.Lock()
+			f.failed = append(f.failed, fu)
+			f.mu.Unlock()
+			if first == nil {
+				first = err
+			}
+			continue
+		}
+		fu.sw.Discard()
+	}
+	return first
+}
+
+// PendingUpload describes staged data not yet in the store.
+type PendingUpload struct {
+	Key   string    `json:"key"`
+	Error string    `json:"error,omitempty"`
+	Since time.Time `json:"since"`
+}
+
+// Pending lists staged data not yet in the store (failed uploads and open
+// dirty files).
+func (f *FS) Pending() []PendingUpload {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []PendingUpload
+	for _, fu := range f.failed {
+		out = append(out, PendingUpload{Key: fu.key, Error: fu.err.Error(), Since: fu.at})
+	}
+	for n := range f.staged {
+		if sw := n.stagedWrite(); sw != nil {
+			if key, dirty, _, _, _ := sw.snapshot(); dirty {
+				out = append(out, PendingUpload{Key: key, Since: time.Now()})
+			}
+		}
+	}
+	return out
+}
+
+// Recover uploads staged files an earlier run left behind. Those that still
+// fail are queued for retry, never dropped.
+func (f *FS) Recover(ctx context.Context) (int, error) {
+	left, err := f.opts.Staging.Leftovers()
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, r := range left {
+		fh, err := os.OpenFile(r.DataPath, os.O_RDWR, 0o600)
+		if err != nil {
+			f.log.Error("staged data of an earlier run is unreadable", "key", r.Key, "path", r.DataPath, "err", err)
+			continue
+		}
+		sw := &StagedWrite{file: fh, dataPath: r.DataPath, jrnlPath: r.JrnlPath, key: r.Key, dirty: true, exclusive: r.Exclusive}
+		if err := f.upload(sw, r.Key, r.Exclusive, sw.gen); err != nil {
+			f.log.Warn("upload of staged data from an earlier run failed; will retry", "key", r.Key, "err", err)
+			f.addFailed(sw, r.Key, err)
+			continue
+		}
+		sw.Discard()
+		n++
+	}
+	return n, nil
+}
+
+// Invalidate tells the kernel that the given keys changed in the store, so
+// it drops cached entries, attributes and pages for them.
+func (f *FS) Invalidate(keys []string) {
+	for _, key := range keys {
+		pl, err := keypath.Split(key)
+		if err != nil {
+			continue
+		}
+		parent := f.root.EmbeddedInode()
+		if pl.Dir != "" {
+			for _, seg := range strings.Split(pl.Dir, "/") {
+				if parent = parent.GetChild(seg); parent == nil {
+					break
+				}
+			}
+		}
+		if parent == nil {
+			continue
+		}
+		if ch := parent.GetChild(pl.Name); ch != nil && !ch.IsDir() {
+			ch.NotifyContent(0, 0)
+		}
+		parent.NotifyEntry(pl.Name)
+	}
+}
+
+// IsPending reports whether key has staged data the store does not hold
+// yet; a refresh must not drop such a file from the sidecar.
+func (f *FS) IsPending(key string) bool {
+	f.mu.Lock()
+	nodes := make([]*fileNode, 0, len(f.staged))
+	for n := range f.staged {
+		nodes = append(nodes, n)
+	}
+	for _, fu := range f.failed {
+		if fu.key == key {
+			f.mu.Unlock()
+			return true
+		}
+	}
+	f.mu.Unlock()
+	for _, n := range nodes {
+		if sw := n.stagedWrite(); sw != nil {
+			if k, dirty, _, deleted, _ := sw.snapshot(); dirty && !deleted && k == key {
+				return true
+			}
+		}
+	}
+	return false
+}

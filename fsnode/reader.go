@@ -1,0 +1,197 @@
+package fsnode
+
+import (
+	"context"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/tapefs/tapefs/cache"
+	"gocloud.dev/blob"
+)
+
+// ReadOptions tune how an open file reads from the store.
+type ReadOptions struct {
+	ChunkSize int64         // size of one range read (default 1 MiB)
+	MaxAhead  int           // most chunks fetched ahead of a sequential reader (default 8)
+	Timeout   time.Duration // bound on one range read (default 30 s)
+	Cache     *cache.Disk   // chunks kept on disk across opens; nil: none
+}
+
+func (o *ReadOptions) fill() {
+	if o.ChunkSize <= 0 {
+		o.ChunkSize = 1 << 20
+	}
+	if o.MaxAhead <= 0 {
+		o.MaxAhead = 8
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 30 * time.Second
+	}
+}
+
+// chunkFetch is one range read, in flight or done.
+type chunkFetch struct {
+	done chan struct{}
+	data []byte
+	err  error
+}
+
+// ObjectReader serves reads of one store object through chunk-aligned range
+// reads. A reader that keeps reading where it stopped is sequential: the
+// next chunks are then fetched in parallel ahead of it, more of them the
+// longer the run lasts. Random reads fetch only the chunks they touch, so
+// reading 4 KiB of a large tape costs one chunk, not the object.
+type ObjectReader struct {
+	bucket *blob.Bucket
+	key    string
+	etag   string // identifies the version in the disk cache
+	size   int64
+	opts   ReadOptions
+	stats  *Stats
+	ctx    context.Context // lives until Close; read-ahead outlives requests
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	chunks  map[int64]*chunkFetch
+	nextOff int64 // where a sequential reader would read next
+	run     int   // length of the current sequential run, in reads
+}
+
+// NewObjectReader reads key (of the given size) from bucket.
+func NewObjectReader(bucket *blob.Bucket, key, etag string, size int64, opts ReadOptions, stats *Stats) *ObjectReader {
+	opts.fill()
+	ctx, cancel := context.WithCancel(context.Background())
+	return &ObjectReader{bucket: bucket, key: key, etag: etag, size: size, opts: opts, stats: stats,
+		ctx: ctx, cancel: cancel, chunks: map[int64]*chunkFetch{}, nextOff: -1}
+}
+
+// ReadAt fills p from off; it returns fewer bytes only at the end of the
+// object.
+func (r *ObjectReader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	if off >= r.size || len(p) == 0 {
+		return 0, io.EOF
+	}
+	end := off + int64(len(p))
+	if end > r.size {
+		end = r.size
+	}
+	cs := r.opts.ChunkSize
+	first, last := off/cs, (end-1)/cs
+
+	r.mu.Lock()
+	if off == r.nextOff {
+		r.run++
+	} else {
+		r.run = 0
+	}
+	r.nextOff = end
+	want := make([]*chunkFetch, 0, last-first+1)
+	for i := first; i <= last; i++ {
+		want = append(want, r.startLocked(i))
+	}
+	if r.run > 0 {
+		ahead := 1 << min(r.run, 6)
+		if ahead > r.opts.MaxAhead {
+			ahead = r.opts.MaxAhead
+		}
+		for i := last + 1; i <= last+int64(ahead) && i*cs < r.size; i++ {
+			r.startLocked(i)
+		}
+	}
+	r.evictLocked(first, last+int64(r.opts.MaxAhead))
+	r.mu.Unlock()
+
+	n := 0
+	for k, cf := range want {
+		select {
+		case <-cf.done:
+		case <-ctx.Done():
+			return n, ctx.Err()
+		}
+		if cf.err != nil {
+			r.mu.Lock()
+			if r.chunks[first+int64(k)] == cf {
+				delete(r.chunks, first+int64(k)) // retry on the next read
+			}
+			r.mu.Unlock()
+			return n, cf.err
+		}
+		cstart := (first + int64(k)) * cs
+		lo := max(off, cstart) - cstart
+		hi := min(end, cstart+int64(len(cf.data))) - cstart
+		if lo < hi {
+			n += copy(p[n:], cf.data[lo:hi])
+		}
+	}
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// startLocked returns chunk i, starting its range read if needed.
+func (r *ObjectReader) startLocked(i int64) *chunkFetch {
+	if cf, ok := r.chunks[i]; ok {
+		return cf
+	}
+	cf := &chunkFetch{done: make(chan struct{})}
+	r.chunks[i] = cf
+	start := i * r.opts.ChunkSize
+	length := min(r.opts.ChunkSize, r.size-start)
+	go func() {
+		defer close(cf.done)
+		cf.data, cf.err = r.fetchCached(i, start, length)
+	}()
+	return cf
+}
+
+// fetchCached serves chunk i from the disk cache, or fetches and keeps it.
+func (r *ObjectReader) fetchCached(i, start, length int64) ([]byte, error) {
+	c := r.opts.Cache
+	if c == nil || r.etag == "" {
+		return r.fetch(start, length)
+	}
+	name := cache.Name(r.key, r.etag, i)
+	if b, ok := c.Get(name); ok && int64(len(b)) == length {
+		r.stats.CacheHitBytes.Add(int64(len(b)))
+		return b, nil
+	}
+	b, err := r.fetch(start, length)
+	if err == nil && int64(len(b)) == length {
+		c.Put(name, b) // a full disk only means no caching
+	}
+	return b, err
+}
+
+func (r *ObjectReader) fetch(start, length int64) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(r.ctx, r.opts.Timeout)
+	defer cancel()
+	r.stats.StoreReads.Add(1)
+	rd, err := r.bucket.NewRangeReader(ctx, r.key, start, length, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer rd.Close()
+	buf := make([]byte, length)
+	n, err := io.ReadFull(rd, buf)
+	r.stats.StoreReadBytes.Add(int64(n))
+	if err == io.ErrUnexpectedEOF || err == io.EOF {
+		err = nil // the object shrank since it was listed: serve what is there
+	}
+	return buf[:n], err
+}
+
+// evictLocked drops chunks outside [lo-1, hi] so memory stays bounded.
+func (r *ObjectReader) evictLocked(lo, hi int64) {
+	for i := range r.chunks {
+		if i < lo-1 || i > hi {
+			delete(r.chunks, i)
+		}
+	}
+}
+
+// Close stops read-ahead.
+func (r *ObjectReader) Close() {
+	r.cancel()
+}

@@ -1,0 +1,134 @@
+package fsnode
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"testing"
+
+	"github.com/tapefs/tapefs/cache"
+	"gocloud.dev/blob/memblob"
+)
+
+func randomBytes(n int) []byte {
+	r := rand.New(rand.NewPCG(1, 2))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.UintN(256))
+	}
+	return b
+}
+
+func TestObjectReaderRangesAndReadAhead(t *testing.T) {
+	ctx := context.Background()
+	b := memblob.OpenBucket(nil)
+	const size = 10<<20 + 12345
+	data := randomBytes(size)
+	if err := b.WriteAll(ctx, "big.jsonl", data, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("a small read fetches one chunk", func(t *testing.T) {
+		var st Stats
+		r := NewObjectReader(b, "big.jsonl", "v1", size, ReadOptions{ChunkSize: 1 << 20}, &st)
+		defer r.Close()
+		p := make([]byte, 4096)
+		if n, err := r.ReadAt(ctx, p, 5<<20+7); err != nil || n != 4096 || !bytes.Equal(p, data[5<<20+7:5<<20+7+4096]) {
+			t.Fatalf("n=%d err=%v, bytes equal=%v", n, err, bytes.Equal(p, data[5<<20+7:5<<20+7+4096]))
+		}
+		if got := st.StoreReadBytes.Load(); got != 1<<20 {
+			t.Errorf("read %d bytes from the store for 4 KiB, want one chunk (%d)", got, 1<<20)
+		}
+	})
+
+	t.Run("sequential read is whole and reads ahead", func(t *testing.T) {
+		var st Stats
+		r := NewObjectReader(b, "big.jsonl", "v1", size, ReadOptions{ChunkSize: 1 << 20, MaxAhead: 4}, &st)
+		defer r.Close()
+		var out bytes.Buffer
+		p := make([]byte, 128<<10)
+		for off := int64(0); ; {
+			n, err := r.ReadAt(ctx, p, off)
+			out.Write(p[:n])
+			off += int64(n)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !bytes.Equal(out.Bytes(), data) {
+			t.Fatal("sequential read differs from the object")
+		}
+		if reqs := st.StoreReads.Load(); reqs != 11 {
+			t.Errorf("%d range reads for 11 chunks: chunks fetched twice or skipped", reqs)
+		}
+	})
+
+	t.Run("concurrent random reads are correct", func(t *testing.T) {
+		var st Stats
+		r := NewObjectReader(b, "big.jsonl", "v1", size, ReadOptions{ChunkSize: 256 << 10}, &st)
+		defer r.Close()
+		var wg sync.WaitGroup
+		for g := 0; g < 8; g++ {
+			wg.Add(1)
+			go func(g int) {
+				defer wg.Done()
+				rnd := rand.New(rand.NewPCG(uint64(g), 9))
+				p := make([]byte, 70000)
+				for i := 0; i < 50; i++ {
+					off := rnd.Int64N(size)
+					n, err := r.ReadAt(ctx, p, off)
+					if err != nil && err != io.EOF {
+						t.Error(err)
+						return
+					}
+					if !bytes.Equal(p[:n], data[off:off+int64(n)]) {
+						t.Errorf("bytes at %d differ", off)
+						return
+					}
+				}
+			}(g)
+		}
+		wg.Wait()
+	})
+
+	t.Run("disk cache serves a second reader; a new etag misses", func(t *testing.T) {
+		dc, err := cache.Open(t.TempDir(), 64<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var st Stats
+		p := make([]byte, 1<<20)
+		r1 := NewObjectReader(b, "big.jsonl", "v1", size, ReadOptions{Cache: dc}, &st)
+		r1.ReadAt(ctx, p, 0)
+		r1.Close()
+		before := st.StoreReadBytes.Load()
+		r2 := NewObjectReader(b, "big.jsonl", "v1", size, ReadOptions{Cache: dc}, &st)
+		if _, err := r2.ReadAt(ctx, p, 0); err != nil || !bytes.Equal(p, data[:1<<20]) {
+			t.Fatal("cached read wrong", err)
+		}
+		r2.Close()
+		if st.StoreReadBytes.Load() != before || st.CacheHitBytes.Load() != 1<<20 {
+			t.Errorf("second read went to the store: store bytes %d -> %d, cache hits %d", before, st.StoreReadBytes.Load(), st.CacheHitBytes.Load())
+		}
+		r3 := NewObjectReader(b, "big.jsonl", "v2", size, ReadOptions{Cache: dc}, &st)
+		r3.ReadAt(ctx, p, 0)
+		r3.Close()
+		if st.StoreReadBytes.Load() == before {
+			t.Error("a changed ETag was served from the cache")
+		}
+	})
+}
+
+func TestObjectReaderMissingObjectFails(t *testing.T) {
+	var st Stats
+	r := NewObjectReader(memblob.OpenBucket(nil), "gone", "v", 100, ReadOptions{}, &st)
+	defer r.Close()
+	if _, err := r.ReadAt(context.Background(), make([]byte, 10), 0); err == nil {
+		t.Fatal("reading a missing object succeeded")
+	}
+}

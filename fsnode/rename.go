@@ -1,0 +1,142 @@
+package fsnode
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/tapefs/tapefs/keypath"
+	"gocloud.dev/gcerrors"
+)
+
+func nowUTC() time.Time { return time.Now().UTC() }
+
+// rename moves a file or a whole directory: every key is copied to its new
+// name and then deleted, and the sidecar follows in one transaction. Staged
+// writes below the source are uploaded first, so nothing in flight is lost.
+func (f *FS) rename(ctx context.Context, sdir, sname, ddir, dname string, noReplace bool) error {
+	src, dst := keypath.Join(sdir, sname), keypath.Join(ddir, dname)
+	se, ok, err := f.sc.Lookup(ctx, sdir, sname)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return syscall.ENOENT
+	}
+	if src == dst {
+		return nil
+	}
+	if se.IsDir && strings.HasPrefix(dst+"/", src+"/") {
+		return syscall.EINVAL // into itself
+	}
+	de, exists, err := f.sc.Lookup(ctx, ddir, dname)
+	if err != nil {
+		return err
+	}
+	if exists {
+		if noReplace {
+			return fs.ErrExist
+		}
+		switch {
+		case se.IsDir && !de.IsDir:
+			return syscall.ENOTDIR
+		case !se.IsDir && de.IsDir:
+			return syscall.EISDIR
+		case de.IsDir:
+			empty, err := f.sc.DirIsEmpty(ctx, dst)
+			if err != nil {
+				return err
+			}
+			if !empty {
+				return syscall.ENOTEMPTY
+			}
+		}
+	}
+	if err := f.flushUnder(src); err != nil {
+		return err
+	}
+	if se.IsDir {
+		if exists {
+			if err := f.removeEmptyDir(ctx, dst); err != nil {
+				return err
+			}
+		}
+		if err := f.renameDir(ctx, src, dst); err != nil {
+			return err
+		}
+	} else {
+		if err := f.renameFile(ctx, src, dst, exists); err != nil {
+			return err
+		}
+	}
+	return f.keepDir(ctx, sdir)
+}
+
+func (f *FS) removeEmptyDir(ctx context.Context, p string) error {
+	if err := f.bucket.Delete(ctx, keypath.DirMarkerKey(p)); err != nil && gcerrors.Code(err) != gcerrors.NotFound {
+		return err
+	}
+	return f.sc.RemoveDir(ctx, p)
+}
+
+func (f *FS) renameFile(ctx context.Context, src, dst string, replacing bool) error {
+	if err := f.bucket.Copy(ctx, dst, src, nil); err != nil {
+		return fmt.Errorf("copy to %q: %w", dst, err)
+	}
+	f.stats.Copies.Add(1)
+	if err := f.bucket.Delete(ctx, src); err != nil && gcerrors.Code(err) != gcerrors.NotFound {
+		return fmt.Errorf("delete of %q after copy: %w", src, err)
+	}
+	f.stats.Deletes.Add(1)
+	if replacing {
+		if err := f.sc.DeleteObject(ctx, dst); err != nil {
+			return err
+		}
+	}
+	if err := f.sc.RenameObject(ctx, src, dst); err != nil {
+		return err
+	}
+	if err := f.recordObject(ctx, dst); err != nil {
+		return err
+	}
+	if ix := f.opts.Indexer; ix != nil {
+		if err := ix.ForgetKey(ctx, src); err != nil {
+			f.log.Warn("index update after rename failed", "key", src, "err", err)
+		}
+		if err := ix.IndexKey(ctx, dst); err != nil {
+			f.log.Warn("index update after rename failed", "key", dst, "err", err)
+		}
+	}
+	return nil
+}
+
+func (f *FS) renameDir(ctx context.Context, src, dst string) error {
+	objs, err := f.sc.ObjectsUnder(ctx, src)
+	if err != nil {
+		return err
+	}
+	srcPrefix, dstPrefix := keypath.DirPrefix(src), keypath.DirPrefix(dst)
+	for _, o := range objs {
+		if !strings.HasPrefix(o.Key, srcPrefix) {
+			continue
+		}
+		nk := dstPrefix + strings.TrimPrefix(o.Key, srcPrefix)
+		if err := f.bucket.Copy(ctx, nk, o.Key, nil); err != nil {
+			return fmt.Errorf("copy of %q to %q: %w", o.Key, nk, err)
+		}
+		f.stats.Copies.Add(1)
+	}
+	for _, o := range objs {
+		if !strings.HasPrefix(o.Key, srcPrefix) {
+			continue
+		}
+		if err := f.bucket.Delete(ctx, o.Key); err != nil && gcerrors.Code(err) != gcerrors.NotFound {
+			return fmt.Errorf("delete of %q after copy: %w", o.Key, err)
+		}
+		f.stats.Deletes.Add(1)
+	}
+	return f.sc.RenamePrefix(ctx, src, dst)
+}

@@ -1,0 +1,227 @@
+package fsnode
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// StagedWrite is the local copy of a file being written. Writes land here;
+// an upload sends the whole file to the store in one writer, so the store
+// never holds a partial object. A journal entry beside the data names the
+// key, so a staged file that was not uploaded (crash, store down) is found
+// and uploaded at the next mount.
+type StagedWrite struct {
+	mu        sync.Mutex
+	file      *os.File
+	dataPath  string
+	jrnlPath  string
+	key       string
+	dirty     bool // holds bytes the store does not have yet
+	exclusive bool // first upload must not replace an existing object (O_EXCL)
+	deleted   bool // unlinked while open: never upload
+	refs      int  // open handles using it
+	gen       int64 // bumped by every change, to tell if an upload is current
+	lastErr   error
+}
+
+// journalEntry is what the journal file records for recovery.
+type journalEntry struct {
+	Key       string    `json:"key"`
+	Data      string    `json:"data"`
+	Exclusive bool      `json:"exclusive,omitempty"`
+	Staged    time.Time `json:"staged"`
+}
+
+// Staging owns the staging directory.
+type Staging struct {
+	dir string
+	seq atomic.Int64
+}
+
+// NewStaging prepares dir (mode 0700) for staged files.
+func NewStaging(dir string) (*Staging, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("cannot create the staging directory %s: %w", dir, err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return nil, err
+	}
+	s := &Staging{dir: dir}
+	s.seq.Store(time.Now().UnixNano())
+	return s, nil
+}
+
+// New creates an empty staged file for key.
+func (s *Staging) New(key string) (*StagedWrite, error) {
+	n := s.seq.Add(1)
+	data := filepath.Join(s.dir, fmt.Sprintf("%d.data", n))
+	f, err := os.OpenFile(data, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	return &StagedWrite{file: f, dataPath: data, jrnlPath: strings.TrimSuffix(data, ".data") + ".json", key: key}, nil
+}
+
+// Fill copies r into the staged file (copy-on-open of an existing object).
+func (w *StagedWrite) Fill(r io.Reader) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if _, err := io.Copy(w.file, r); err != nil {
+		return err
+	}
+	return nil
+}
+
+// WriteAt writes p at off and marks the file dirty.
+func (w *StagedWrite) WriteAt(p []byte, off int64) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.markDirtyLocked(); err != nil {
+		return 0, err
+	}
+	w.gen++
+	return w.file.WriteAt(p, off)
+}
+
+// ReadAt reads staged bytes.
+func (w *StagedWrite) ReadAt(p []byte, off int64) (int, error) {
+	return w.file.ReadAt(p, off)
+}
+
+// Truncate sets the staged size and marks the file dirty.
+func (w *StagedWrite) Truncate(size int64) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.markDirtyLocked(); err != nil {
+		return err
+	}
+	w.gen++
+	return w.file.Truncate(size)
+}
+
+// MarkDirty forces an upload at the next flush (a new, empty file).
+func (w *StagedWrite) MarkDirty() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.markDirtyLocked()
+}
+
+func (w *StagedWrite) markDirtyLocked() error {
+	w.gen++
+	if w.dirty {
+		return nil
+	}
+	w.dirty = true
+	return w.writeJournalLocked()
+}
+
+func (w *StagedWrite) writeJournalLocked() error {
+	e := journalEntry{Key: w.key, Data: filepath.Base(w.dataPath), Exclusive: w.exclusive, Staged: time.Now().UTC()}
+	b, _ := json.Marshal(e)
+	tmp := w.jrnlPath + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, w.jrnlPath)
+}
+
+// SetKey moves the staged file to another key (rename while open).
+func (w *StagedWrite) SetKey(key string) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.key = key
+	if w.dirty {
+		return w.writeJournalLocked()
+	}
+	return nil
+}
+
+// Size is the staged file's current size.
+func (w *StagedWrite) Size() (int64, error) {
+	st, err := w.file.Stat()
+	if err != nil {
+		return 0, err
+	}
+	return st.Size(), nil
+}
+
+// snapshot returns what an upload needs, under the lock.
+func (w *StagedWrite) snapshot() (key string, dirty, exclusive, deleted bool, gen int64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.key, w.dirty, w.exclusive, w.deleted, w.gen
+}
+
+// uploaded clears dirty if no write happened since the upload began, and
+// drops the journal: the store now holds these bytes.
+func (w *StagedWrite) uploaded(gen int64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.exclusive = false
+	w.lastErr = nil
+	if w.gen == gen {
+		w.dirty = false
+		os.Remove(w.jrnlPath)
+	}
+}
+
+// Discard removes the staged data and journal.
+func (w *StagedWrite) Discard() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.file.Close()
+	os.Remove(w.jrnlPath)
+	os.Remove(w.dataPath)
+}
+
+// Recovered is a staged file left behind by an earlier run.
+type Recovered struct {
+	Key       string
+	DataPath  string
+	JrnlPath  string
+	Exclusive bool
+	Staged    time.Time
+}
+
+// Leftovers lists staged files from earlier runs that still need uploading,
+// oldest first, and removes stray data files that have no journal (they
+// were never written to, so the store holds their content already).
+func (s *Staging) Leftovers() ([]Recovered, error) {
+	ents, err := os.ReadDir(s.dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []Recovered
+	journaled := map[string]bool{}
+	for _, e := range ents {
+		if !strings.HasSuffix(e.Name(), ".json") {
+			continue
+		}
+		p := filepath.Join(s.dir, e.Name())
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		var j journalEntry
+		if json.Unmarshal(b, &j) != nil || j.Key == "" || strings.ContainsAny(j.Data, "/\\") {
+			continue
+		}
+		journaled[j.Data] = true
+		out = append(out, Recovered{Key: j.Key, DataPath: filepath.Join(s.dir, j.Data), JrnlPath: p, Exclusive: j.Exclusive, Staged: j.Staged})
+	}
+	for _, e := range ents {
+		if strings.HasSuffix(e.Name(), ".data") && !journaled[e.Name()] {
+			os.Remove(filepath.Join(s.dir, e.Name()))
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Staged.Before(out[j].Staged) })
+	return out, nil
+}

@@ -1,0 +1,70 @@
+package fsnode
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestStagingJournalAndRecovery(t *testing.T) {
+	dir := t.TempDir()
+	s, err := NewStaging(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(dir); fi.Mode().Perm() != 0o700 {
+		t.Errorf("staging dir mode %v, want 0700", fi.Mode().Perm())
+	}
+	clean, _ := s.New("clean.txt") // opened, never written: no journal
+	clean.file.Close()
+	w, err := s.New("tapes/a.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.WriteAt([]byte("hello"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(w.dataPath); fi.Mode().Perm() != 0o600 {
+		t.Errorf("staged file mode %v, want 0600", fi.Mode().Perm())
+	}
+	w.SetKey("tapes/b.jsonl")
+	w.file.Close() // a crash: the journal stays
+
+	left, err := s.Leftovers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) != 1 || left[0].Key != "tapes/b.jsonl" {
+		t.Fatalf("leftovers = %+v, want the renamed dirty file only", left)
+	}
+	if b, _ := os.ReadFile(left[0].DataPath); string(b) != "hello" {
+		t.Errorf("staged bytes = %q", b)
+	}
+	if _, err := os.Stat(clean.dataPath); !os.IsNotExist(err) {
+		t.Error("a staged file with no journal was not cleaned up")
+	}
+	matches, _ := filepath.Glob(filepath.Join(dir, "*.json"))
+	if len(matches) != 1 {
+		t.Errorf("journal files: %v", matches)
+	}
+}
+
+func TestUploadedClearsDirtyOnlyIfUnchanged(t *testing.T) {
+	s, _ := NewStaging(t.TempDir())
+	w, _ := s.New("k")
+	w.WriteAt([]byte("a"), 0)
+	_, _, _, _, gen := w.snapshot()
+	w.WriteAt([]byte("b"), 1) // written while the upload ran
+	w.uploaded(gen)
+	if _, dirty, _, _, _ := w.snapshot(); !dirty {
+		t.Fatal("a write during the upload was considered uploaded")
+	}
+	_, _, _, _, gen = w.snapshot()
+	w.uploaded(gen)
+	if _, dirty, _, _, _ := w.snapshot(); dirty {
+		t.Fatal("still dirty after a current upload")
+	}
+	if _, err := os.Stat(w.jrnlPath); !os.IsNotExist(err) {
+		t.Error("journal kept after the upload")
+	}
+}

@@ -1,0 +1,359 @@
+package indexer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"gocloud.dev/gcerrors"
+
+	"github.com/tapefs/tapefs/keypath"
+	"github.com/tapefs/tapefs/meta"
+	"github.com/tapefs/tapefs/tape"
+)
+
+// job is one tape to (re)index: its data object and, if there is one, its
+// companion (.meta.json for v2, the directory's index.json for v1).
+type job struct {
+	data meta.Object
+	kind tape.Kind
+	comp meta.Object // zero when there is no companion
+}
+
+// companionKey is the key of the object a tape's index also depends on.
+func companionKey(kind tape.Kind, key string) string {
+	if kind == tape.KindV2Data {
+		return tape.V2MetaKey(key)
+	}
+	return tape.V1IndexKey(key)
+}
+
+func (j job) source() meta.TapeSource {
+	src := meta.TapeSource{Data: meta.StampOf(j.data)}
+	if j.comp.Key != "" {
+		src.Companion = meta.StampOf(j.comp)
+	}
+	return src
+}
+
+// indexStale indexes every tape whose data object or companion is not the
+// one its index row was built from (or that has no row yet). Working from
+// the sidecar rather than from this run's changes means an interrupted
+// run is finished by the next one.
+func (ix *Indexer) indexStale(ctx context.Context, res *Result) error {
+	objs, err := ix.sc.ObjectsUnder(ctx, "")
+	if err != nil {
+		return err
+	}
+	srcs, err := ix.sc.IndexedSources(ctx)
+	if err != nil {
+		return err
+	}
+	byKey := make(map[string]meta.Object, len(objs))
+	for _, o := range objs {
+		byKey[o.Key] = o
+	}
+	var jobs []job
+	for _, o := range objs {
+		kind := tape.Classify(o.Key)
+		if kind != tape.KindV2Data && kind != tape.KindV1Data || !served(o.Key) {
+			continue
+		}
+		j := job{data: o, kind: kind, comp: byKey[companionKey(kind, o.Key)]}
+		if src, ok := srcs[o.Key]; ok && src.Data.Same(j.source().Data) && src.Companion.Same(j.source().Companion) {
+			continue
+		}
+		jobs = append(jobs, j)
+	}
+	n, invalid, err := ix.index(ctx, jobs)
+	res.TapesIndexed += n
+	res.InvalidTapes += invalid
+	return err
+}
+
+// IndexKey re-indexes the tape(s) key belongs to, after a write through the
+// mount (the caller has already put the object's new row): a .jsonl or v1
+// .json itself, the .jsonl of a .meta.json, the v1 tapes beside an
+// index.json. Other keys have no tape, except one renamed away from a tape
+// name, whose row is dropped.
+func (ix *Indexer) IndexKey(ctx context.Context, key string) error {
+	switch tape.Classify(key) {
+	case tape.KindV2Data, tape.KindV1Data:
+		return ix.indexKeys(ctx, []string{key})
+	case tape.KindOther:
+		return ix.dropTape(ctx, key)
+	}
+	return ix.indexDependents(ctx, key)
+}
+
+// dropTape deletes the index row of key, if it has one. Reading first
+// spares most calls a write transaction.
+func (ix *Indexer) dropTape(ctx context.Context, key string) error {
+	if _, ok, err := ix.sc.IndexedAt(ctx, key); !ok || err != nil {
+		return err
+	}
+	return ix.sc.DeleteTape(ctx, key)
+}
+
+// ForgetKey updates the index after key was deleted through the mount (the
+// caller has already deleted its row): the tape row goes with the object;
+// a tape whose companion it was is indexed again without it.
+func (ix *Indexer) ForgetKey(ctx context.Context, key string) error {
+	if err := ix.dropTape(ctx, key); err != nil {
+		return err
+	}
+	return ix.indexDependents(ctx, key)
+}
+
+// indexDependents indexes the tapes whose companion is key.
+func (ix *Indexer) indexDependents(ctx context.Context, key string) error {
+	switch tape.Classify(key) {
+	case tape.KindV2Meta:
+		return ix.indexKeys(ctx, []string{tape.V2DataKey(key)})
+	case tape.KindV1Index:
+		dir := keypath.Parent(key)
+		ents, err := ix.sc.ReadDir(ctx, dir)
+		if errors.Is(err, meta.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		var keys []string
+		for _, e := range ents {
+			if !e.IsDir && tape.Classify(e.Key) == tape.KindV1Data {
+				keys = append(keys, e.Key)
+			}
+		}
+		return ix.indexKeys(ctx, keys)
+	}
+	return nil
+}
+
+// indexKeys indexes the tapes at keys that have an object row.
+func (ix *Indexer) indexKeys(ctx context.Context, keys []string) error {
+	var jobs []job
+	for _, k := range keys {
+		o, ok, err := ix.sc.GetObject(ctx, k)
+		if err != nil {
+			return err
+		}
+		if !ok || !served(k) {
+			continue
+		}
+		kind := tape.Classify(k)
+		j := job{data: o, kind: kind}
+		if j.comp, _, err = ix.sc.GetObject(ctx, companionKey(kind, k)); err != nil {
+			return err
+		}
+		jobs = append(jobs, j)
+	}
+	_, _, err := ix.index(ctx, jobs)
+	return err
+}
+
+// indexed is one parsed tape on its way to the sidecar, with the version
+// of its object that was chosen for reading.
+type indexed struct {
+	rec  *tape.Record
+	src  meta.TapeSource
+	from meta.Stamp
+}
+
+// tapeBatch is how many index rows go into one write transaction.
+const tapeBatch = 200
+
+// index reads and parses jobs on Workers goroutines, and writes the
+// records from one goroutine in batches. It returns how many tapes it
+// indexed and how many of those are invalid.
+func (ix *Indexer) index(ctx context.Context, jobs []job) (n, invalid int, err error) {
+	if len(jobs) == 0 {
+		return 0, 0, nil
+	}
+	v1 := &v1Indexes{ix: ix, m: map[string]*v1Index{}}
+	out := make(chan indexed, tapeBatch)
+	done := make(chan error, 1)
+	go func() {
+		var batch []indexed
+		var werr error
+		flush := func() {
+			if len(batch) == 0 || werr != nil {
+				batch = batch[:0]
+				return
+			}
+			werr = ix.sc.Update(ctx, func(tx *meta.Tx) error {
+				for _, it := range batch {
+					// If the object went or changed meanwhile (a write
+					// through the mount), this record is not the newest:
+					// leave the row to whoever indexes the new version.
+					cur, ok, err := tx.GetObject(it.rec.Key)
+					if err != nil {
+						return err
+					}
+					if !ok || !meta.StampOf(cur).Same(it.from) {
+						continue
+					}
+					if err := tx.PutTape(it.rec, it.src); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			batch = batch[:0]
+		}
+		for it := range out {
+			if it.rec.IsTape() {
+				n++
+				if !it.rec.Valid {
+					invalid++
+				}
+			}
+			batch = append(batch, it)
+			if len(batch) == tapeBatch {
+				flush()
+			}
+		}
+		flush()
+		done <- werr
+	}()
+	ix.parallel(ctx, len(jobs), func(i int) {
+		rec, src := ix.read(ctx, jobs[i], v1)
+		out <- indexed{rec, src, meta.StampOf(jobs[i].data)}
+	})
+	close(out)
+	if err := <-done; err != nil {
+		return n, invalid, fmt.Errorf("indexer: %w", err)
+	}
+	return n, invalid, ctx.Err()
+}
+
+// read parses one tape. It always returns a record: a tape that cannot be
+// read is invalid, with a "read failed" problem, and its source is marked
+// so that the next reconcile tries again.
+func (ix *Indexer) read(ctx context.Context, j job, v1 *v1Indexes) (*tape.Record, meta.TapeSource) {
+	src := j.source()
+	var problems []string
+	fail := func(what string, err error) {
+		problems = append(problems, fmt.Sprintf("read failed: %s: %v", what, err))
+	}
+
+	var metaJSON []byte
+	var index *tape.V1Index
+	if j.comp.Key != "" {
+		switch j.kind {
+		case tape.KindV2Data:
+			b, err := ix.bucket.ReadAll(ctx, j.comp.Key)
+			switch {
+			case err == nil:
+				metaJSON = b
+			case gcerrors.Code(err) == gcerrors.NotFound:
+				src.Companion = meta.Stamp{}
+			default:
+				fail(j.comp.Key, err)
+				src.Companion.Size = -1 // never matches: try again next time
+			}
+		case tape.KindV1Data:
+			var err error
+			index, err = v1.get(ctx, j.comp)
+			switch {
+			case err == nil:
+			case gcerrors.Code(err) == gcerrors.NotFound:
+				src.Companion = meta.Stamp{}
+			default:
+				fail(j.comp.Key, err)
+				src.Companion.Size = -1
+			}
+		}
+	}
+
+	r, err := ix.bucket.NewReader(ctx, j.data.Key, nil)
+	if err != nil {
+		fail(j.data.Key, err)
+		src.Data.Size = -1
+		return failed(j, problems), src
+	}
+	defer r.Close()
+	er := &errReader{r: r}
+	var rec *tape.Record
+	if j.kind == tape.KindV2Data {
+		rec = tape.ParseV2(er, metaJSON, j.data.Key)
+	} else {
+		rec = tape.ParseV1(er, j.data.Key, index)
+	}
+	if er.err != nil {
+		fail(j.data.Key, er.err)
+		src.Data.Size = -1
+		if !rec.IsTape() {
+			return failed(j, problems), src
+		}
+	}
+	if len(problems) > 0 {
+		rec.Valid = false
+		rec.Problems = append(problems, rec.Problems...)
+	}
+	return rec, src
+}
+
+// failed is the record of a tape that could not be read at all.
+func failed(j job, problems []string) *tape.Record {
+	format := tape.FormatV2
+	if j.kind == tape.KindV1Data {
+		format = tape.FormatV1
+	}
+	return &tape.Record{Key: j.data.Key, Format: format, Problems: problems}
+}
+
+// errReader remembers the first error other than io.EOF, as the parsers
+// do not return one.
+type errReader struct {
+	r   io.Reader
+	err error
+}
+
+func (e *errReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil && err != io.EOF && e.err == nil {
+		e.err = err
+	}
+	return n, err
+}
+
+// v1Indexes reads each directory's index.json once per run, however many
+// tapes beside it are indexed in parallel.
+type v1Indexes struct {
+	ix *Indexer
+	mu sync.Mutex
+	m  map[string]*v1Index
+}
+
+type v1Index struct {
+	once  sync.Once
+	index *tape.V1Index
+	err   error
+}
+
+func (v *v1Indexes) get(ctx context.Context, o meta.Object) (*tape.V1Index, error) {
+	v.mu.Lock()
+	e, ok := v.m[o.Key]
+	if !ok {
+		e = &v1Index{}
+		v.m[o.Key] = e
+	}
+	v.mu.Unlock()
+	e.once.Do(func() {
+		b, err := v.ix.bucket.ReadAll(ctx, o.Key)
+		if err != nil {
+			e.err = err
+			return
+		}
+		// An index.json that does not parse is no catalogue: the tapes are
+		// indexed from their own files.
+		e.index, err = tape.ParseV1Index(b)
+		if err != nil {
+			v.ix.log.Warn("v1 index.json does not parse", "key", o.Key, "err", err)
+		}
+	})
+	return e.index, e.err
+}
