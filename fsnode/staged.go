@@ -24,10 +24,10 @@ type StagedWrite struct {
 	dataPath  string
 	jrnlPath  string
 	key       string
-	dirty     bool // holds bytes the store does not have yet
-	exclusive bool // first upload must not replace an existing object (O_EXCL)
-	deleted   bool // unlinked while open: never upload
-	refs      int  // open handles using it
+	dirty     bool  // holds bytes the store does not have yet
+	exclusive bool  // first upload must not replace an existing object (O_EXCL)
+	deleted   bool  // unlinked while open: never upload
+	refs      int   // open handles using it
 	gen       int64 // bumped by every change, to tell if an upload is current
 	lastErr   error
 }
