@@ -94,6 +94,9 @@ func Parse(mux *blob.URLMux, rawURL string) (*url.URL, error) {
 	if u.Scheme == "" {
 		return nil, fmt.Errorf("%w: %q has no scheme; known schemes: %s", ErrBadURL, Redact(rawURL), strings.Join(Schemes(mux), ", "))
 	}
+	if _, err := url.ParseQuery(u.RawQuery); err != nil {
+		return nil, fmt.Errorf("%w: malformed query in %q: %v (escape '%%' as %%25)", ErrBadURL, Redact(rawURL), err)
+	}
 	if !mux.ValidBucketScheme(u.Scheme) {
 		return nil, fmt.Errorf("%w: unknown scheme %q in %q; known schemes: %s", ErrBadURL, u.Scheme, Redact(rawURL), strings.Join(Schemes(mux), ", "))
 	}

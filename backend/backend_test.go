@@ -22,6 +22,7 @@ func TestParseErrors(t *testing.T) {
 		{"/just/a/path", true, "no scheme"},
 		{"foo://bar", true, "known schemes: azblob, file, gs, mem, s3"},
 		{"::bad", true, "not a URL"},
+		{"s3://bucket?endpoint=%&region=us-east-1", true, "malformed query"},
 	}
 	for _, tc := range tests {
 		_, err := Parse(mux, tc.url)
