@@ -14,10 +14,10 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/tapefs/tapefs/backend/filestore"
 	"github.com/tapefs/tapefs/backend/retry"
 	"gocloud.dev/blob"
 	"gocloud.dev/blob/azureblob"
-	"gocloud.dev/blob/fileblob"
 	"gocloud.dev/blob/gcsblob"
 	"gocloud.dev/blob/memblob"
 	"gocloud.dev/blob/s3blob"
@@ -33,7 +33,7 @@ var ErrUnreachable = errors.New("store unreachable")
 // NewMux returns the URL mux with every scheme tapefs understands.
 func NewMux() *blob.URLMux {
 	mux := new(blob.URLMux)
-	mux.RegisterBucket(fileblob.Scheme, &fileblob.URLOpener{})
+	mux.RegisterBucket(filestore.Scheme, filestore.URLOpener{})
 	mux.RegisterBucket(memblob.Scheme, &memblob.URLOpener{})
 	// The cloud drivers register openers that find credentials through the
 	// standard chains (environment, profiles, instance metadata) on gocloud's
