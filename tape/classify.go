@@ -1,6 +1,10 @@
 package tape
 
-import "strings"
+import (
+	"mime"
+	"path"
+	"strings"
+)
 
 // Kind says what role an object plays, judged by its key (file name) only.
 type Kind int
@@ -103,4 +107,18 @@ func stem(key string) string {
 		}
 	}
 	return base
+}
+
+// ContentType is the media type an object is stored with, judged by its key.
+func ContentType(key string) string {
+	switch {
+	case strings.HasSuffix(key, ".jsonl"):
+		return "application/x-ndjson"
+	case strings.HasSuffix(key, ".json"):
+		return "application/json"
+	}
+	if t := mime.TypeByExtension(path.Ext(key)); t != "" {
+		return t
+	}
+	return "application/octet-stream"
 }
