@@ -217,7 +217,7 @@ func (n *dirNode) Create(ctx context.Context, name string, flags uint32, mode ui
 		sw.Discard()
 		return nil, nil, 0, n.fsys.errno("create", p, err)
 	}
-	fn := &fileNode{fsys: n.fsys}
+	fn := &fileNode{fsys: n.fsys, key: p}
 	ch := n.NewInode(ctx, fn, fs.StableAttr{Mode: fuse.S_IFREG, Ino: uint64(obj.ID)})
 	fn = ch.Operations().(*fileNode)
 	fn.adoptStaged(sw)
@@ -249,7 +249,13 @@ func (n *dirNode) Rename(ctx context.Context, name string, newParent fs.InodeEmb
 	if err := keypath.ValidName(newName); err != nil {
 		return n.fsys.errno("rename", dst, err)
 	}
-	return n.fsys.errno("rename", src, n.fsys.rename(ctx, dir, name, ndir, newName, flags&RENAME_NOREPLACE != 0))
+	if err := n.fsys.rename(ctx, dir, name, ndir, newName, flags&RENAME_NOREPLACE != 0); err != nil {
+		return n.fsys.errno("rename", src, err)
+	}
+	if ch := n.GetChild(name); ch != nil {
+		rekey(ch, src, dst)
+	}
+	return 0
 }
 
 // RENAME_NOREPLACE is renameat2's flag; go-fuse exports only EXCHANGE.

@@ -20,6 +20,7 @@ type fileNode struct {
 	fsys *FS
 
 	mu       sync.Mutex
+	key      string // the store key; kept current by rename (views share the node)
 	staged   *StagedWrite
 	deleted  bool
 	keepETag string     // ETag at the last open, for FOPEN_KEEP_CACHE
@@ -32,12 +33,27 @@ var (
 	_ fs.NodeSetattrer = (*fileNode)(nil)
 )
 
+// path is the node's store key (also its path in the tree), or ENOENT once
+// it has been unlinked.
 func (n *fileNode) path() (string, syscall.Errno) {
-	p, ok := n.fsys.pathOf(&n.Inode)
-	if !ok {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.deleted {
 		return "", syscall.ENOENT
 	}
-	return p, 0
+	return n.key, 0
+}
+
+// currentKey is the key, and whether the file still exists.
+func (n *fileNode) currentKey() (string, bool) {
+	p, errno := n.path()
+	return p, errno == 0
+}
+
+func (n *fileNode) setKey(key string) {
+	n.mu.Lock()
+	n.key = key
+	n.mu.Unlock()
 }
 
 func (n *fileNode) stagedWrite() *StagedWrite {
@@ -179,10 +195,10 @@ func (n *fileNode) acquire(ctx context.Context, trunc bool) syscall.Errno {
 		}
 		return 0
 	}
-	p, errno := n.path()
-	if errno != 0 {
-		return errno
+	if n.deleted {
+		return syscall.ENOENT
 	}
+	p := n.key
 	sw, err := n.fsys.opts.Staging.New(p)
 	if err != nil {
 		return n.fsys.errno("open", p, err)
@@ -229,7 +245,7 @@ func (n *fileNode) release() {
 	n.fsys.registerStaged(n, false)
 
 	key, dirty, excl, deleted, gen := sw.snapshot()
-	if p, ok := n.fsys.pathOf(&n.Inode); ok && p != key {
+	if p, ok := n.currentKey(); ok && p != key {
 		sw.SetKey(p)
 		key = p
 	}
@@ -258,7 +274,7 @@ func (n *fileNode) flush() error {
 	if deleted || !dirty {
 		return nil
 	}
-	if p, ok := n.fsys.pathOf(&n.Inode); ok && p != key {
+	if p, ok := n.currentKey(); ok && p != key {
 		if err := sw.SetKey(p); err != nil {
 			return err
 		}

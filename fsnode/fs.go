@@ -10,9 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"mime"
 	"os"
-	"path"
 	"strings"
 	"sync"
 	"syscall"
@@ -23,6 +21,7 @@ import (
 	"github.com/tapefs/tapefs/indexer"
 	"github.com/tapefs/tapefs/keypath"
 	"github.com/tapefs/tapefs/meta"
+	"github.com/tapefs/tapefs/tape"
 	"gocloud.dev/blob"
 	"gocloud.dev/gcerrors"
 )
@@ -163,7 +162,30 @@ func (f *FS) newChild(ctx context.Context, parent *fs.Inode, e meta.Entry) *fs.I
 	if e.IsDir {
 		return parent.NewInode(ctx, &dirNode{fsys: f}, fs.StableAttr{Mode: fuse.S_IFDIR, Ino: dirInoBase + uint64(e.ID)})
 	}
-	return parent.NewInode(ctx, &fileNode{fsys: f}, fs.StableAttr{Mode: fuse.S_IFREG, Ino: uint64(e.ID)})
+	ch := parent.NewInode(ctx, &fileNode{fsys: f, key: e.Key}, fs.StableAttr{Mode: fuse.S_IFREG, Ino: uint64(e.ID)})
+	if fn, ok := ch.Operations().(*fileNode); ok {
+		fn.setKey(e.Key) // a known node found at its real path: the path is its key
+	}
+	return ch
+}
+
+// rekey moves the keys of the file nodes the kernel knows below a renamed
+// path, so open files keep reading and writing the right objects.
+func rekey(n *fs.Inode, src, dst string) {
+	switch op := n.Operations().(type) {
+	case *fileNode:
+		if k, ok := op.currentKey(); ok {
+			if k == src {
+				op.setKey(dst)
+			} else if strings.HasPrefix(k, src+"/") {
+				op.setKey(dst + k[len(src):])
+			}
+		}
+	case *dirNode:
+		for _, ch := range n.Children() {
+			rekey(ch, src, dst)
+		}
+	}
 }
 
 func (f *FS) checkWritable() error {
@@ -171,20 +193,6 @@ func (f *FS) checkWritable() error {
 		return errReadOnly
 	}
 	return nil
-}
-
-// contentType names the media type of a key for the store.
-func contentType(key string) string {
-	switch {
-	case strings.HasSuffix(key, ".jsonl"):
-		return "application/x-ndjson"
-	case strings.HasSuffix(key, ".json"):
-		return "application/json"
-	}
-	if t := mime.TypeByExtension(path.Ext(key)); t != "" {
-		return t
-	}
-	return "application/octet-stream"
 }
 
 // upload sends the staged file to key in one writer, then records the new
@@ -196,7 +204,7 @@ func (f *FS) upload(sw *StagedWrite, key string, exclusive bool, gen int64) erro
 	if err != nil {
 		return err
 	}
-	w, err := f.bucket.NewWriter(ctx, key, &blob.WriterOptions{IfNotExist: exclusive, ContentType: contentType(key)})
+	w, err := f.bucket.NewWriter(ctx, key, &blob.WriterOptions{IfNotExist: exclusive, ContentType: tape.ContentType(key)})
 	if err != nil {
 		return err
 	}
@@ -294,7 +302,7 @@ func (f *FS) flushUnder(p string) error {
 	}
 	f.mu.Unlock()
 	for _, n := range nodes {
-		np, ok := f.pathOf(n.EmbeddedInode())
+		np, ok := n.currentKey()
 		if !ok || (p != "" && np != p && !strings.HasPrefix(np, p+"/")) {
 			continue
 		}
