@@ -27,6 +27,11 @@ type Options struct {
 	Workers int          // objects read at once; default 8
 	Logger  *slog.Logger // default slog.Default()
 	Name    string       // how errors name the store, e.g. its URL; default "store"
+	// Progress, when set, is told how a Reconcile advances: while the store
+	// is listed, Progress(keys listed so far, 0); then, while tapes are
+	// (re)indexed, Progress(tapes read so far, tapes to read). Calls come
+	// from one goroutine at a time and should be cheap.
+	Progress func(done, total int)
 }
 
 // Indexer keeps one sidecar in step with one bucket. Its methods may be
@@ -153,6 +158,9 @@ func (ix *Indexer) Reconcile(ctx context.Context) (Result, error) {
 			continue
 		}
 		res.Listed++
+		if ix.opts.Progress != nil {
+			ix.opts.Progress(res.Listed, 0)
+		}
 		o := meta.Object{Key: lo.Key, Size: lo.Size, ModTime: lo.ModTime, MD5: lo.MD5}
 		old, ok := known[lo.Key]
 		delete(known, lo.Key)

@@ -67,7 +67,7 @@ func (ix *Indexer) indexStale(ctx context.Context, res *Result) error {
 		}
 		jobs = append(jobs, j)
 	}
-	n, invalid, err := ix.index(ctx, jobs)
+	n, invalid, err := ix.index(ctx, jobs, ix.opts.Progress)
 	res.TapesIndexed += n
 	res.InvalidTapes += invalid
 	return err
@@ -150,7 +150,7 @@ func (ix *Indexer) indexKeys(ctx context.Context, keys []string) error {
 		}
 		jobs = append(jobs, j)
 	}
-	_, _, err := ix.index(ctx, jobs)
+	_, _, err := ix.index(ctx, jobs, nil)
 	return err
 }
 
@@ -166,9 +166,10 @@ type indexed struct {
 const tapeBatch = 200
 
 // index reads and parses jobs on Workers goroutines, and writes the
-// records from one goroutine in batches. It returns how many tapes it
-// indexed and how many of those are invalid.
-func (ix *Indexer) index(ctx context.Context, jobs []job) (n, invalid int, err error) {
+// records from one goroutine in batches, telling progress (when not nil)
+// how many jobs are read. It returns how many tapes it indexed and how
+// many of those are invalid.
+func (ix *Indexer) index(ctx context.Context, jobs []job, progress func(done, total int)) (n, invalid int, err error) {
 	if len(jobs) == 0 {
 		return 0, 0, nil
 	}
@@ -178,12 +179,19 @@ func (ix *Indexer) index(ctx context.Context, jobs []job) (n, invalid int, err e
 	go func() {
 		var batch []indexed
 		var werr error
+		read := 0
+		if progress != nil {
+			progress(0, len(jobs))
+		}
 		flush := func() {
 			if len(batch) == 0 || werr != nil {
 				batch = batch[:0]
 				return
 			}
-			werr = ix.sc.Update(ctx, func(tx *meta.Tx) error {
+			// What was read is committed even when ctx is cancelled
+			// (e.g. a reindex interrupted with ^C): the next run resumes
+			// after it instead of reading it again.
+			werr = ix.sc.Update(context.WithoutCancel(ctx), func(tx *meta.Tx) error {
 				for _, it := range batch {
 					// If the object went or changed meanwhile (a write
 					// through the mount), this record is not the newest:
@@ -204,6 +212,9 @@ func (ix *Indexer) index(ctx context.Context, jobs []job) (n, invalid int, err e
 			batch = batch[:0]
 		}
 		for it := range out {
+			if read++; progress != nil {
+				progress(read, len(jobs))
+			}
 			if it.rec.IsTape() {
 				n++
 				if !it.rec.Valid {
@@ -220,6 +231,9 @@ func (ix *Indexer) index(ctx context.Context, jobs []job) (n, invalid int, err e
 	}()
 	ix.parallel(ctx, len(jobs), func(i int) {
 		rec, src := ix.read(ctx, jobs[i], v1)
+		if ctx.Err() != nil {
+			return // the read may have failed only because of the cancel
+		}
 		out <- indexed{rec, src, meta.StampOf(jobs[i].data)}
 	})
 	close(out)
