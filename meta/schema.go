@@ -129,11 +129,28 @@ CREATE TABLE tape_tools (
 	PRIMARY KEY (tape, tool)
 ) WITHOUT ROWID;
 CREATE INDEX tape_tools_tool ON tape_tools (tool);
+`, `
+-- Version 2: queries. The full-text index (tapes_fts, see fts.go) is made
+-- in Go, not here, because only a build with FTS5 can make it; the 'fts'
+-- counter says whether it is complete (1) or must be (re)built (0).
+INSERT INTO counters (name, value) VALUES ('fts', 0);
+CREATE INDEX tapes_errors ON tapes (created_at) WHERE error_count > 0;
+
+-- Copies of a tape's tags, methods and tools as JSON in its row, so that a
+-- listing reads one row per tape; the tape_* tables stay for filtering.
+ALTER TABLE tapes ADD COLUMN tags    TEXT NOT NULL DEFAULT 'null';
+ALTER TABLE tapes ADD COLUMN methods TEXT NOT NULL DEFAULT 'null';
+ALTER TABLE tapes ADD COLUMN tools   TEXT NOT NULL DEFAULT 'null';
+UPDATE tapes SET
+	tags = coalesce((SELECT json_group_array(tag ORDER BY pos) FROM tape_tags WHERE tape = tapes.object), 'null'),
+	methods = coalesce((SELECT json_group_object(method, count) FROM tape_methods WHERE tape = tapes.object), 'null'),
+	tools = coalesce((SELECT json_group_object(tool, count) FROM tape_tools WHERE tape = tapes.object), 'null');
 `}
 
-// migrate applies the migrations the database has not seen. The version is
-// read inside the write transaction, so two processes opening a new file at
-// once do not both create the schema.
+// migrate applies the migrations the database has not seen, then builds
+// the full-text index if it is missing or stale (and this build has FTS5).
+// The version is read inside the write transaction, so two processes opening
+// a new file at once do not both create the schema.
 func (s *Sidecar) migrate(ctx context.Context) error {
 	return s.Update(ctx, func(tx *Tx) error {
 		var v int
@@ -148,7 +165,9 @@ func (s *Sidecar) migrate(ctx context.Context) error {
 				return fmt.Errorf("migrate to schema version %d: %w", v+1, err)
 			}
 		}
-		_, err := tx.exec(fmt.Sprintf("PRAGMA user_version = %d", v))
-		return err
+		if _, err := tx.exec(fmt.Sprintf("PRAGMA user_version = %d", v)); err != nil {
+			return err
+		}
+		return tx.ensureFTS()
 	})
 }

@@ -7,7 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
+	"slices"
 	"time"
 
 	"github.com/tapefs/tapefs/tape"
@@ -53,44 +53,7 @@ type TapeRow struct {
 	IndexedAt time.Time
 }
 
-// TapeFilter selects tapes for ListTapes; zero fields do not filter. To add
-// a criterion, add a field and a clause in where.
-type TapeFilter struct {
-	Tag     string
-	Session string // session id
-	Status  string // tape.StatusRecording or tape.StatusFinalized
-	Format  tape.Format
-	Invalid bool // only tapes that did not parse cleanly
-	Limit   int  // 0: no limit
-}
-
-// where returns the filter's SQL condition (on tapes t) and its arguments.
-func (f TapeFilter) where() (string, []any) {
-	conds := []string{`t.format != ''`} // rows of plain JSON files that are not tapes
-	var args []any
-	add := func(cond string, arg ...any) {
-		conds = append(conds, cond)
-		args = append(args, arg...)
-	}
-	if f.Tag != "" {
-		add(`t.object IN (SELECT tape FROM tape_tags WHERE tag = ?)`, f.Tag)
-	}
-	if f.Session != "" {
-		add(`t.session_id = ?`, f.Session)
-	}
-	if f.Status != "" {
-		add(`t.status = ?`, f.Status)
-	}
-	if f.Format != "" {
-		add(`t.format = ?`, string(f.Format))
-	}
-	if f.Invalid {
-		add(`t.valid = 0`)
-	}
-	return strings.Join(conds, " AND "), args
-}
-
-const tapeSelect = `
+const tapeCols = `
 	SELECT o.id, o.key, o.size, o.mtime, o.etag,
 		t.format, t.tape_id, t.session_id, t.name, t.description,
 		t.created_at, t.updated_at, t.finalized_at, t.status, t.duration_ms,
@@ -99,9 +62,9 @@ const tapeSelect = `
 		t.error_messages, t.slowest, t.problems, t.has_meta, t.valid,
 		t.src_size, t.src_mtime, t.src_etag, t.src_md5,
 		t.comp_key, t.comp_size, t.comp_mtime, t.comp_etag, t.comp_md5, t.indexed_at,
-		(SELECT json_group_array(tag ORDER BY pos) FROM tape_tags WHERE tape = t.object),
-		(SELECT json_group_object(method, count) FROM tape_methods WHERE tape = t.object),
-		(SELECT json_group_object(tool, count) FROM tape_tools WHERE tape = t.object)
+		t.tags, t.methods, t.tools`
+
+const tapeSelect = tapeCols + `
 	FROM tapes t JOIN objects o ON o.id = t.object`
 
 func scanTape(sc interface{ Scan(...any) error }) (TapeRow, error) {
@@ -127,14 +90,12 @@ func scanTape(sc interface{ Scan(...any) error }) (TapeRow, error) {
 	r.Source.Data.Key, r.Source.Data.ModTime = r.Key, fromNsec(srcMtime)
 	r.Source.Companion.ModTime = fromNsec(compMtime)
 	r.IndexedAt = fromNsec(indexed)
-	for _, j := range []struct {
-		text string
-		dst  any
-	}{
-		{errMsgs, &r.ErrorMessages}, {slowest, &r.Slowest}, {problems, &r.Problems},
-		{tags, &r.Tags}, {methods, &r.Methods}, {tools, &r.Tools},
+	for _, err := range []error{
+		decodeStrings(errMsgs, &r.ErrorMessages), decodePairs(slowest, &r.Slowest),
+		decodeStrings(problems, &r.Problems), decodeStrings(tags, &r.Tags),
+		decodeCounts(methods, &r.Methods), decodeCounts(tools, &r.Tools),
 	} {
-		if err := json.Unmarshal([]byte(j.text), j.dst); err != nil {
+		if err != nil {
 			return r, fmt.Errorf("tape %q: %w", r.Key, err)
 		}
 	}
@@ -162,30 +123,6 @@ func (s *Sidecar) GetTape(ctx context.Context, key string) (TapeRow, bool, error
 		return TapeRow{}, false, fmt.Errorf("sidecar: get tape %q: %w", key, err)
 	}
 	return r, true, nil
-}
-
-// ListTapes returns the tapes f selects, newest first (then by key).
-func (s *Sidecar) ListTapes(ctx context.Context, f TapeFilter) ([]TapeRow, error) {
-	cond, args := f.where()
-	q := tapeSelect + ` WHERE ` + cond + ` ORDER BY t.created_at DESC, o.key`
-	if f.Limit > 0 {
-		q += ` LIMIT ?`
-		args = append(args, f.Limit)
-	}
-	rows, err := s.read.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("sidecar: list tapes: %w", err)
-	}
-	defer rows.Close()
-	var out []TapeRow
-	for rows.Next() {
-		r, err := scanTape(rows)
-		if err != nil {
-			return nil, fmt.Errorf("sidecar: list tapes: %w", err)
-		}
-		out = append(out, r)
-	}
-	return out, rows.Err()
 }
 
 // IndexedAt returns what the tape at key was indexed from; false if it has
@@ -257,12 +194,21 @@ func (t *Tx) putTape(r *tape.Record, src TapeSource) error {
 		return err
 	}
 	// Delete then insert: the cascade clears the old tag, method and tool rows.
-	if _, err := t.exec(`DELETE FROM tapes WHERE object = ?`, id); err != nil {
+	res, err := t.exec(`DELETE FROM tapes WHERE object = ?`, id)
+	if err != nil {
 		return err
+	}
+	if n, _ := res.RowsAffected(); n > 0 {
+		if err := t.ftsDelete(id); err != nil {
+			return err
+		}
 	}
 	errMsgs, _ := json.Marshal(r.ErrorMessages)
 	slowest, _ := json.Marshal(r.Slowest)
 	problems, _ := json.Marshal(r.Problems)
+	tags, _ := json.Marshal(uniq(r.Tags)) // as tape_tags keeps them
+	methods, _ := json.Marshal(r.Methods)
+	tools, _ := json.Marshal(r.Tools)
 	_, err = t.exec(`
 		INSERT INTO tapes (object, format, tape_id, session_id, name, description,
 			created_at, updated_at, finalized_at, status, duration_ms,
@@ -270,8 +216,9 @@ func (t *Tx) putTape(r *tape.Record, src TapeSource) error {
 			protocol_version, client_name, client_version, server_name, server_version, transport,
 			error_messages, slowest, problems, has_meta, valid,
 			src_size, src_mtime, src_etag, src_md5, comp_key, comp_size, comp_mtime, comp_etag, comp_md5,
-			indexed_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			indexed_at, tags, methods, tools)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
+			?, ?, ?)`,
 		id, string(r.Format), r.TapeID, r.SessionID, r.Name, r.Description,
 		nsec(r.CreatedAt), nsec(r.UpdatedAt), nsec(r.FinalizedAt), r.Status, r.DurationMS,
 		r.FrameCount, r.ErrorCount, r.ClientToServer, r.ServerToClient,
@@ -279,7 +226,7 @@ func (t *Tx) putTape(r *tape.Record, src TapeSource) error {
 		string(errMsgs), string(slowest), string(problems), r.HasMeta, r.Valid,
 		src.Data.Size, nsec(src.Data.ModTime), src.Data.ETag, src.Data.MD5,
 		src.Companion.Key, src.Companion.Size, nsec(src.Companion.ModTime), src.Companion.ETag, src.Companion.MD5,
-		nsec(t.now()))
+		nsec(t.now()), string(tags), string(methods), string(tools))
 	if err != nil {
 		return err
 	}
@@ -298,13 +245,38 @@ func (t *Tx) putTape(r *tape.Record, src TapeSource) error {
 			return err
 		}
 	}
-	return nil
+	return t.ftsPut(id, r)
 }
 
 // DeleteTape: see Sidecar.DeleteTape.
 func (t *Tx) DeleteTape(key string) error {
-	if _, err := t.exec(`DELETE FROM tapes WHERE object = (SELECT id FROM objects WHERE key = ?)`, key); err != nil {
+	var id int64
+	err := t.queryRow(`SELECT id FROM objects WHERE key = ?`, key).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	}
+	if err == nil {
+		err = t.ftsDelete(id)
+	}
+	if err == nil {
+		_, err = t.exec(`DELETE FROM tapes WHERE object = ?`, id)
+	}
+	if err != nil {
 		return fmt.Errorf("sidecar: delete tape %q: %w", key, err)
 	}
 	return nil
+}
+
+// uniq returns xs without repeats, keeping the first of each.
+func uniq(xs []string) []string {
+	if len(xs) < 2 {
+		return xs
+	}
+	out := make([]string, 0, len(xs))
+	for _, x := range xs {
+		if !slices.Contains(out, x) {
+			out = append(out, x)
+		}
+	}
+	return out
 }

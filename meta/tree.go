@@ -544,6 +544,9 @@ func (t *Tx) DeleteObject(key string) error {
 		return fmt.Errorf("sidecar: delete %q: %w", key, ErrNotFound)
 	}
 	if err == nil {
+		err = t.ftsDelete(id)
+	}
+	if err == nil {
 		_, err = t.exec(`DELETE FROM objects WHERE id = ?`, id)
 	}
 	if err == nil {
@@ -593,6 +596,9 @@ func (t *Tx) renameObject(oldKey, newKey string) error {
 		return err
 	}
 	if ok {
+		if err := t.ftsDelete(tid); err != nil {
+			return err
+		}
 		if _, err := t.exec(`DELETE FROM objects WHERE id = ?`, tid); err != nil {
 			return err
 		}
@@ -618,6 +624,9 @@ func (t *Tx) renameObject(oldKey, newKey string) error {
 		if err := t.touchDir(p.dir.Int64, mtime); err != nil {
 			return err
 		}
+	}
+	if err := t.ftsRefresh(`t.object = ?`, id); err != nil {
+		return err
 	}
 	for _, d := range prune {
 		if d != 0 {
@@ -764,6 +773,11 @@ func (t *Tx) renamePrefix(oldPath, newPath string) error {
 		if _, err := t.exec(q, newPrefix, skip, lo, hi); err != nil {
 			return err
 		}
+	}
+	// The keys of the tapes below changed: so did their full-text rows.
+	nlo, nhi := prefixRange(newPrefix)
+	if err := t.ftsRefresh(`o.key >= ? AND o.key < ?`, nlo, nhi); err != nil {
+		return err
 	}
 	if _, err := t.exec(`UPDATE dirs SET path = ?, parent = ?, name = ? WHERE id = ?`,
 		newPath, newParent, newName, id); err != nil {
