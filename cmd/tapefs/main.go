@@ -29,8 +29,12 @@ type CLI struct {
 	Mount   MountCmd   `cmd:"" help:"Mount a tape store on a directory."`
 	Unmount UnmountCmd `cmd:"" help:"Upload pending writes and unmount (also cleans up a mount whose daemon died)."`
 	Ls      LsCmd      `cmd:"" help:"List the indexed tapes from the sidecar."`
+	Search  SearchCmd  `cmd:"" help:"Full-text search of the indexed tapes, best match first."`
+	Show    ShowCmd    `cmd:"" help:"Show everything the index knows about one tape (id, id prefix, key or path)."`
 	Status  StatusCmd  `cmd:"" help:"Show running mounts, pending uploads and store counters."`
 	Refresh RefreshCmd `cmd:"" help:"Make a running mount pick up changes in the store now."`
+	Import  ImportCmd  `cmd:"" help:"Copy a directory of tapes into a store, skipping what is already there, and index them."`
+	Reindex ReindexCmd `cmd:"" help:"Rebuild the sidecar index from the store (resumable; unmount first)."`
 }
 
 func newLogger(level string) *slog.Logger {
