@@ -1,0 +1,63 @@
+# tapefs — build, run and test.
+#
+#   make test    the one test command: installs what is missing, then gofmt, vet,
+#                unit tests with -race, and the end-to-end suite (root and /dev/fuse)
+#   make run     build and mount the embedded default store at $(MNT), in the foreground
+#   make build   build bin/tapefs
+
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -euo pipefail -c
+
+GO      ?= go
+TAGS    := sqlite_fts5
+BIN     := bin/tapefs
+MNT     ?= /mnt/tapes
+
+# Debian packages the tests drive the mount with (and cgo needs for SQLite).
+DEB_PACKAGES := jq sqlite3 attr psmisc gcc libc6-dev
+
+# versitygw (the S3 server of the e2e suite) is built once into this cache.
+export TAPEFS_TOOLS ?= $(HOME)/.cache/tapefs-tools
+
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+
+.PHONY: all build run test deps fmt-check vet unit e2e clean
+
+all: build
+
+build:
+	$(GO) build -tags $(TAGS) -o $(BIN) ./cmd/tapefs
+
+run: build
+	mkdir -p $(MNT)
+	./$(BIN) mount $(MNT)
+
+test: deps fmt-check vet unit e2e
+
+deps:
+	@missing=(); \
+	for p in $(DEB_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$$p"); \
+	done; \
+	if (( $${#missing[@]} )); then \
+		echo "installing $${missing[*]}"; \
+		$(SUDO) apt-get update -qq; \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends "$${missing[@]}"; \
+	fi
+	@scripts/install-versitygw.sh >/dev/null
+
+fmt-check:
+	@bad=$$(gofmt -l $$(find . -name '*.go' -not -path './vendor/*')); \
+	if [[ -n "$$bad" ]]; then echo "gofmt would change:"; echo "$$bad"; exit 1; fi
+
+vet:
+	$(GO) vet -tags $(TAGS) ./...
+
+unit:
+	$(GO) test -race -tags $(TAGS) $$($(GO) list ./... | grep -v '/test/e2e')
+
+e2e:
+	$(GO) test -tags $(TAGS) -count=1 -timeout 20m ./test/e2e/...
+
+clean:
+	rm -rf bin

@@ -1,0 +1,338 @@
+package e2e
+
+import (
+	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"gocloud.dev/blob"
+)
+
+// TestMountErrors: `tapefs mount --daemon` fails fast and cleanly: non-zero
+// exit, one line on stderr naming the problem, nothing left mounted and no
+// daemon left behind.
+func TestMountErrors(t *testing.T) {
+	base := t.TempDir()
+	aFile := filepath.Join(base, "a-file")
+	if err := os.WriteFile(aFile, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	busy := mount(t, newMemStore(t))
+	closedPort := freePort(t) // nothing listens there
+	const secret = "very-secret-value-0xdeadbeef"
+
+	cases := []struct {
+		name    string
+		dir     string   // "" = a fresh empty directory
+		url     string   // --backend
+		env     []string // extra environment
+		wrap    []string // run tapefs under this command
+		wantAny []string // stderr names the problem: one of these (case-insensitive)
+		wantAll []string // ... and all of these
+	}{
+		{name: "mountpoint missing", dir: filepath.Join(base, "missing"), url: "mem://",
+			wantAny: []string{"not exist", "no such", "missing"}},
+		{name: "mountpoint not a directory", dir: aFile, url: "mem://",
+			wantAny: []string{"not a directory"}},
+		{name: "already mounted", dir: busy.Dir, url: "mem://",
+			wantAny: []string{"already mounted", "already a mount", "is a mount"}},
+		{name: "malformed URL", url: "file://%zz/tapes",
+			wantAny: []string{"url", "escape"}},
+		{name: "malformed query", url: "s3://bucket?endpoint=%&region=us-east-1",
+			wantAny: []string{"escape", "query", "malformed", "invalid"}},
+		{name: "unknown scheme", url: "bogus://bucket",
+			wantAll: []string{"bogus", "file", "mem", "s3"}},
+		{name: "file store missing", url: "file:///nonexistent/tapefs-store",
+			wantAny: []string{"/nonexistent/tapefs-store"}},
+		{name: "s3 store unreachable",
+			url:     "s3://tapes?endpoint=http://127.0.0.1:" + closedPort + "&use_path_style=true&region=us-east-1",
+			env:     []string{"AWS_ACCESS_KEY_ID=AKIDTEST", "AWS_SECRET_ACCESS_KEY=" + secret},
+			wantAny: []string{"unreachable", "refused", "connect", "not accessible"}},
+		{name: "/dev/fuse unusable", url: "mem://",
+			// A private mount namespace whose /dev has no fuse device.
+			wrap: []string{"unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+				`mount -t tmpfs none /dev && mknod -m 666 /dev/null c 1 3 && exec "$@"`, "sh"},
+			wantAny: []string{"/dev/fuse"}},
+	}
+	for _, tc := range cases {
+		t.Run(strings.ReplaceAll(tc.name, "/", "_"), func(t *testing.T) {
+			t.Parallel()
+			dir := tc.dir
+			if dir == "" {
+				dir = filepath.Join(t.TempDir(), "mnt")
+				if err := os.Mkdir(dir, 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			wasMounted := len(mountsAt(dir))
+			d := newStoreDirs(t)
+			args := []string{"mount", dir, "--daemon", "--backend", tc.url, "--meta", d.Meta, "--cache-dir", d.Cache, "--state-dir", d.State}
+			name := tapefsBin
+			if len(tc.wrap) > 0 {
+				name, args = tc.wrap[0], append(append(tc.wrap[1:], tapefsBin), args...)
+			}
+			start := time.Now()
+			r := Cmd{Env: tc.env}.exe(t, name, args...)
+			took := time.Since(start)
+			t.Logf("%s -> exit %d in %s: %q", tc.name, r.Code, took.Round(time.Millisecond), r.Stderr)
+
+			if r.Code == 0 || r.Code == -1 {
+				t.Errorf("want a non-zero exit:\n%s", r)
+			}
+			msg := strings.TrimSpace(r.Stderr)
+			switch {
+			case msg == "":
+				t.Errorf("stderr is empty, want one line naming the problem")
+			case strings.Contains(msg, "\n"):
+				t.Errorf("stderr has %d lines, want one:\n%s", strings.Count(msg, "\n")+1, msg)
+			}
+			lower := strings.ToLower(msg)
+			if len(tc.wantAny) > 0 && !containsAny(lower, tc.wantAny) {
+				t.Errorf("stderr %q names none of %q", msg, tc.wantAny)
+			}
+			for _, w := range tc.wantAll {
+				if !strings.Contains(lower, strings.ToLower(w)) {
+					t.Errorf("stderr %q does not mention %q", msg, w)
+				}
+			}
+			if strings.Contains(r.Stderr+r.Stdout, secret) {
+				t.Errorf("the output shows the secret key")
+			}
+
+			if got := len(mountsAt(dir)); got != wasMounted {
+				t.Errorf("%s: %d mounts before, %d after", dir, wasMounted, got)
+				if wasMounted == 0 {
+					detach(dir)
+				}
+			}
+			if wasMounted == 0 {
+				if !waitFor(5*time.Second, func() bool { return len(daemonPIDs(dir)) == 0 }) {
+					t.Errorf("a tapefs process for %s is still running: %v", dir, daemonPIDs(dir))
+				}
+			}
+		})
+	}
+	// Runs once all the (parallel) cases are done, before busy is unmounted.
+	t.Cleanup(func() {
+		if n := len(mountsAt(busy.Dir)); n != 1 {
+			t.Errorf("%s is mounted %d times, want once", busy.Dir, n)
+		}
+		if r := try(t, "ls", busy.Dir); r.Code != 0 {
+			t.Errorf("the first mount stopped working:\n%s", r)
+		}
+	})
+}
+
+func containsAny(s string, subs []string) bool {
+	for _, sub := range subs {
+		if strings.Contains(s, strings.ToLower(sub)) {
+			return true
+		}
+	}
+	return false
+}
+
+// TestForeground: without --daemon, `tapefs mount` serves until SIGINT,
+// SIGTERM or `tapefs unmount`; then it uploads what was written, unmounts
+// and exits 0.
+func TestForeground(t *testing.T) {
+	for _, stop := range []string{"SIGINT", "SIGTERM", "unmount"} {
+		t.Run(stop, func(t *testing.T) {
+			t.Parallel()
+			st := backendNamed(t, "file")
+			base := t.TempDir()
+			dir := filepath.Join(base, "mnt")
+			if err := os.Mkdir(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			logPath := filepath.Join(base, "foreground.log")
+			logf, err := os.Create(logPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer logf.Close()
+			rememberMount(dir)
+			cmd := exec.Command(tapefsBin, mountArgs(st, dir, false)...)
+			cmd.Stdout, cmd.Stderr = logf, logf
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			var waitErr error
+			exited := make(chan struct{})
+			go func() { waitErr = cmd.Wait(); close(exited) }()
+			t.Cleanup(func() {
+				select {
+				case <-exited:
+				default:
+					cmd.Process.Kill()
+					<-exited
+				}
+				if isMounted(dir) {
+					detach(dir)
+				}
+				if t.Failed() {
+					data, _ := os.ReadFile(logPath)
+					t.Logf("tapefs log:\n%s", tail(string(data), 8000))
+				}
+			})
+			if !waitFor(30*time.Second, func() bool { return isMounted(dir) }) {
+				t.Fatalf("foreground tapefs mount did not mount %s within 30s", dir)
+			}
+
+			data := newTape(31, 3).Data
+			src := writeLocal(t, map[string][]byte{"t.jsonl": data})
+			run(t, "cp", filepath.Join(src, "t.jsonl"), filepath.Join(dir, "t.jsonl"))
+
+			switch stop {
+			case "SIGINT":
+				cmd.Process.Signal(syscall.SIGINT)
+			case "SIGTERM":
+				cmd.Process.Signal(syscall.SIGTERM)
+			case "unmount":
+				if r := tapefs(t, st, "unmount", dir); r.Code != 0 {
+					t.Errorf("tapefs unmount failed:\n%s", r)
+				}
+			}
+			select {
+			case <-exited:
+				if waitErr != nil {
+					t.Errorf("after %s, tapefs mount exited with %v, want 0", stop, waitErr)
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatalf("tapefs mount still running 30s after %s", stop)
+			}
+			if isMounted(dir) {
+				t.Errorf("%s still mounted after %s", dir, stop)
+			}
+			checkStore(t, st, map[string][]byte{"t.jsonl": data})
+		})
+	}
+}
+
+// TestDaemonSIGTERM: SIGTERM to the daemon unmounts cleanly, keeping what
+// was written.
+func TestDaemonSIGTERM(t *testing.T) {
+	st := backendNamed(t, "file")
+	m := mount(t, st)
+	data := newTape(32, 3).Data
+	src := writeLocal(t, map[string][]byte{"t.jsonl": data})
+	run(t, "cp", filepath.Join(src, "t.jsonl"), m.Path("t.jsonl"))
+
+	pids := daemonPIDs(m.Dir)
+	if len(pids) == 0 {
+		t.Fatalf("no tapefs process with %s on its command line", m.Dir)
+	}
+	for _, pid := range pids {
+		syscall.Kill(pid, syscall.SIGTERM)
+	}
+	if !waitFor(30*time.Second, func() bool { return !isMounted(m.Dir) }) {
+		t.Fatalf("%s still mounted 30s after SIGTERM to the daemon %v", m.Dir, pids)
+	}
+	m.unmounted = true
+	for _, pid := range pids {
+		if !waitFor(10*time.Second, func() bool { return processGone(pid) }) {
+			t.Errorf("daemon %d still running after SIGTERM", pid)
+		}
+	}
+	checkStore(t, st, map[string][]byte{"t.jsonl": data})
+}
+
+// TestUnmountAfterDaemonKilled: `tapefs unmount` cleans up a mount whose
+// daemon was SIGKILLed, and the store mounts again there.
+func TestUnmountAfterDaemonKilled(t *testing.T) {
+	st := backendNamed(t, "file")
+	c := newCorpus(t)
+	m := mountFiles(t, st, c.Files)
+	pids := daemonPIDs(m.Dir)
+	if len(pids) == 0 {
+		t.Fatalf("no tapefs process with %s on its command line", m.Dir)
+	}
+	for _, pid := range pids {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+	for _, pid := range pids {
+		if !waitFor(10*time.Second, func() bool { return processGone(pid) }) {
+			t.Fatalf("daemon %d survived SIGKILL", pid)
+		}
+	}
+	if r := try(t, "ls", m.Dir); r.Code == 0 || !strings.Contains(r.Stderr, "not connected") {
+		t.Logf("ls of the dead mount (expected ENOTCONN):\n%s", r)
+	}
+	r := tapefs(t, st, "unmount", m.Dir)
+	m.unmounted = true
+	if r.Code != 0 {
+		detach(m.Dir)
+		t.Fatalf("tapefs unmount of a dead mount failed:\n%s", r)
+	}
+	if isMounted(m.Dir) {
+		detach(m.Dir)
+		t.Fatalf("tapefs unmount exited 0 but %s is still mounted", m.Dir)
+	}
+	m2 := mount(t, st, at(m.Dir))
+	checkListing(t, m2, c.Files)
+	checkMount(t, m2, map[string][]byte{c.Malformed: c.Files[c.Malformed]})
+}
+
+// ---------------------------------------------------------------------------
+// The embedded default store (no --backend, no --meta)
+
+type defaultStore struct{ env []string }
+
+func newDefaultStore(t *testing.T) Store {
+	base := t.TempDir()
+	var env []string
+	for _, v := range []string{"XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME"} {
+		dir := filepath.Join(base, strings.ToLower(strings.TrimPrefix(v, "XDG_")))
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		env = append(env, v+"="+dir)
+	}
+	return &defaultStore{env: env}
+}
+
+func (s *defaultStore) Kind() string    { return "default" }
+func (s *defaultStore) URL() string     { return "" }
+func (s *defaultStore) Env() []string   { return s.env }
+func (s *defaultStore) Dirs() StoreDirs { return StoreDirs{} }
+func (s *defaultStore) Persistent() bool {
+	return true
+}
+func (s *defaultStore) Seed(*testing.T, map[string][]byte) bool { return false }
+func (s *defaultStore) Bucket() *blob.Bucket                    { return nil }
+
+// dataHome is the XDG_DATA_HOME this store's commands see.
+func (s *defaultStore) dataHome() string {
+	return strings.TrimPrefix(s.env[0], "XDG_DATA_HOME=")
+}
+
+// TestEmbeddedDefault: `tapefs mount DIR` with no --backend keeps tapes in a
+// store under $XDG_DATA_HOME/tapefs that outlives the mount, and `tapefs ls`
+// with no flags lists them.
+func TestEmbeddedDefault(t *testing.T) {
+	c := newCorpus(t)
+	st := newDefaultStore(t)
+	files := c.Under("v1")
+	maps.Copy(files, c.Under(c.Nested))
+	m := mountFiles(t, st, files)
+	checkMount(t, m, files)
+	m = m.Remount(t)
+	checkListing(t, m, files)
+	checkMount(t, m, files)
+
+	home := filepath.Join(st.(*defaultStore).dataHome(), "tapefs")
+	if _, err := os.Stat(home); err != nil {
+		t.Errorf("the embedded default store is not under $XDG_DATA_HOME/tapefs: %v", err)
+	}
+	key := c.V2Tape
+	if found := findFiles(home, filepath.Base(key)); len(found) == 0 {
+		t.Errorf("%s is not stored under %s", key, home)
+	}
+	recs := waitIndexed(t, st, key)
+	checkRecord(t, recs[key], c.Tapes[key])
+}
