@@ -314,9 +314,7 @@ func (im *Importer) Run(ctx context.Context, dir string) (*Report, error) {
 	for range min(im.opts.Workers, max(len(files), 1)) {
 		wg.Go(func() {
 			for f := range next {
-				if err := im.one(ctx, f); err != nil {
-					abort(err)
-				}
+				im.one(ctx, f, abort)
 			}
 		})
 	}
@@ -501,9 +499,11 @@ type localError struct{ err error }
 func (e *localError) Error() string { return e.err.Error() }
 func (e *localError) Unwrap() error { return e.err }
 
-// one decides about f and uploads it if needed. It returns an error only
-// when the whole import must stop.
-func (im *Importer) one(ctx context.Context, f file) error {
+// one decides about f and uploads it if needed. When the whole import
+// must stop it calls abort before anything else (recording the item may
+// take a while, and the other workers must not start new uploads
+// meanwhile).
+func (im *Importer) one(ctx context.Context, f file, abort func(error)) {
 	it := Item{Path: f.rel, Key: f.key, Size: f.size}
 	sum, reason, detail, err := im.compare(ctx, f)
 	var moved int64 // bytes of f already counted in doneBytes
@@ -514,7 +514,7 @@ func (im *Importer) one(ctx context.Context, f file) error {
 	var le *localError
 	switch {
 	case err != nil && ctx.Err() != nil:
-		return nil // interrupted: the file is simply not done
+		return // interrupted: the file is simply not done
 	case errors.As(err, &le):
 		it.Action, it.Reason, it.Detail = Skipped, Unreadable, errText(le.err)
 	case err != nil:
@@ -524,18 +524,15 @@ func (im *Importer) one(ctx context.Context, f file) error {
 	default:
 		it.Action, it.Reason, it.Detail = Copied, reason, detail
 	}
-	im.record(it, true)
-	if it.Action == Failed {
-		if storeWide(err) {
-			return &AbortError{Key: f.key, Err: err}
-		}
-		if im.failStreak.Add(1) >= failuresInARow {
-			return &AbortError{Key: f.key, Err: fmt.Errorf("%d uploads in a row failed; the last: %w", failuresInARow, err)}
-		}
-	} else {
+	switch {
+	case it.Action != Failed:
 		im.failStreak.Store(0)
+	case storeWide(err):
+		abort(&AbortError{Key: f.key, Err: err})
+	case im.failStreak.Add(1) >= failuresInARow:
+		abort(&AbortError{Key: f.key, Err: fmt.Errorf("%d uploads in a row failed; the last: %w", failuresInARow, err)})
 	}
-	return nil
+	im.record(it, true)
 }
 
 // compare decides whether f must be copied, and why. sum is the local
@@ -689,6 +686,9 @@ func (im *Importer) put(ctx context.Context, f file, sum []byte, moved *int64) e
 		return &localError{err}
 	}
 	defer fh.Close()
+	if err := ctx.Err(); err != nil {
+		return err // aborted while this file was being compared
+	}
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	w, err := im.bucket.NewWriter(wctx, f.key, &blob.WriterOptions{
