@@ -37,7 +37,16 @@ func (n *dirNode) path() (string, syscall.Errno) {
 	return p, 0
 }
 
+// reserved says whether name is the views directory (only in the root):
+// it hides a store key of the same name, and nothing is written there.
+func (n *dirNode) reserved(name string) bool { return name == ViewsDir && n.IsRoot() }
+
 func (n *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	if n.reserved(name) {
+		v := n.fsys.views
+		v.fillAttr(&out.Attr)
+		return n.NewInode(ctx, v, fs.StableAttr{Mode: fuse.S_IFDIR, Ino: v.ino()}), 0
+	}
 	dir, errno := n.path()
 	if errno != 0 {
 		return nil, errno
@@ -47,6 +56,9 @@ func (n *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 		return nil, n.fsys.errno("lookup", keypath.Join(dir, name), err)
 	}
 	if !ok {
+		if ch, ok := n.lookupSynthesized(ctx, dir, name, out); ok {
+			return ch, 0
+		}
 		return nil, syscall.ENOENT
 	}
 	ch := n.fsys.newChild(ctx, &n.Inode, e)
@@ -92,6 +104,9 @@ func (n *dirNode) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAtt
 }
 
 func (n *dirNode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	if n.reserved(name) {
+		return nil, syscall.EROFS
+	}
 	dir, errno := n.path()
 	if errno != 0 {
 		return nil, errno
@@ -120,6 +135,9 @@ func (n *dirNode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse
 }
 
 func (n *dirNode) Rmdir(ctx context.Context, name string) syscall.Errno {
+	if n.reserved(name) {
+		return syscall.EROFS
+	}
 	dir, errno := n.path()
 	if errno != 0 {
 		return errno
@@ -155,6 +173,9 @@ func (n *dirNode) Rmdir(ctx context.Context, name string) syscall.Errno {
 }
 
 func (n *dirNode) Unlink(ctx context.Context, name string) syscall.Errno {
+	if n.reserved(name) {
+		return syscall.EROFS
+	}
 	dir, errno := n.path()
 	if errno != 0 {
 		return errno
@@ -185,6 +206,9 @@ func (n *dirNode) Unlink(ctx context.Context, name string) syscall.Errno {
 }
 
 func (n *dirNode) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
+	if n.reserved(name) {
+		return nil, nil, 0, syscall.EROFS
+	}
 	dir, errno := n.path()
 	if errno != 0 {
 		return nil, nil, 0, errno
@@ -206,6 +230,7 @@ func (n *dirNode) Create(ctx context.Context, name string, flags uint32, mode ui
 		return nil, nil, 0, n.fsys.errno("create", p, err)
 	}
 	sw.exclusive = flags&syscall.O_EXCL != 0
+	n.fsys.noteCreate(dir)
 	if err := sw.MarkDirty(); err != nil {
 		sw.Discard()
 		return nil, nil, 0, n.fsys.errno("create", p, err)
@@ -231,9 +256,15 @@ func (n *dirNode) Rename(ctx context.Context, name string, newParent fs.InodeEmb
 	if errno != 0 {
 		return errno
 	}
+	if _, ok := newParent.(*viewNode); ok {
+		return syscall.EROFS
+	}
 	np, ok := newParent.(*dirNode)
 	if !ok {
 		return syscall.EXDEV
+	}
+	if n.reserved(name) || np.reserved(newName) {
+		return syscall.EROFS
 	}
 	ndir, errno := np.path()
 	if errno != 0 {

@@ -1,6 +1,7 @@
 package fsnode
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"github.com/tapefs/tapefs/keypath"
 	"github.com/tapefs/tapefs/meta"
+	"gocloud.dev/gcerrors"
 )
 
 // fileNode is one store object. While any handle writes to it, it holds a
@@ -21,6 +23,7 @@ type fileNode struct {
 
 	mu       sync.Mutex
 	key      string // the store key; kept current by rename (views share the node)
+	synth    string // for a synthesized .meta.json: the key of its tape's .jsonl
 	staged   *StagedWrite
 	deleted  bool
 	keepETag string     // ETag at the last open, for FOPEN_KEEP_CACHE
@@ -101,6 +104,11 @@ func (n *fileNode) entry(ctx context.Context) (meta.Entry, syscall.Errno) {
 	if err != nil {
 		return e, n.fsys.errno("getattr", p, err)
 	}
+	if !ok {
+		if se, _, ok := n.synthesized(ctx); ok {
+			return se, 0
+		}
+	}
 	if !ok || e.IsDir {
 		return e, syscall.ENOENT
 	}
@@ -174,7 +182,9 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint3
 	n.keepETag = ver
 	n.mu.Unlock()
 	h := &handle{node: n}
-	if !n.fsys.IsPending(e.Key) {
+	if _, doc, ok := n.synthesized(ctx); ok && e.ID&synthInoBase != 0 {
+		h.data = doc
+	} else if !n.fsys.IsPending(e.Key) {
 		h.reader = NewObjectReader(n.fsys.bucket, e.Key, ver, e.Size, n.fsys.opts.Read, &n.fsys.stats)
 	}
 	return h, fuseFlags, 0
@@ -207,6 +217,9 @@ func (n *fileNode) acquire(ctx context.Context, trunc bool) syscall.Errno {
 		err = sw.Truncate(0)
 	} else if r, rerr := n.fsys.bucket.NewReader(ctx, p, nil); rerr != nil {
 		err = rerr
+		if _, doc, ok := n.synthesized(ctx); ok && gcerrors.Code(rerr) == gcerrors.NotFound {
+			err = sw.Fill(bytes.NewReader(doc)) // editing a synthesized companion
+		}
 	} else {
 		n.fsys.stats.StoreReads.Add(1)
 		err = sw.Fill(r)
@@ -306,6 +319,7 @@ type handle struct {
 	node   *fileNode
 	write  bool
 	reader *ObjectReader // store reads when nothing is staged
+	data   []byte        // the content of a synthesized file
 }
 
 var (
@@ -323,6 +337,12 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 			return nil, h.node.fsys.errno("read", sw.key, err)
 		}
 		return fuse.ReadResultData(dest[:n]), 0
+	}
+	if h.data != nil {
+		if off >= int64(len(h.data)) {
+			return fuse.ReadResultData(nil), 0
+		}
+		return fuse.ReadResultData(h.data[off:min(off+int64(len(dest)), int64(len(h.data)))]), 0
 	}
 	if h.reader == nil {
 		return fuse.ReadResultData(nil), 0

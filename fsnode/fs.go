@@ -49,11 +49,42 @@ type FS struct {
 	sc      *meta.Sidecar
 	stats   Stats
 	root    *dirNode
+	views   *viewNode // the root of .by
 	started time.Time
 
-	mu     sync.Mutex
-	staged map[*fileNode]struct{} // nodes holding a staged write
-	failed []*failedUpload        // staged data waiting for the store
+	mu      sync.Mutex
+	staged  map[*fileNode]struct{} // nodes holding a staged write
+	failed  []*failedUpload        // staged data waiting for the store
+	created map[string]time.Time   // directory → last file created in it here
+}
+
+// synthQuiet is how long after the last file created in a directory the
+// directory offers no synthesized .meta.json: cp -r writes a tape's .jsonl
+// and then creates its real companion with O_EXCL, which a synthesized
+// one in its place would refuse (EEXIST).
+const synthQuiet = 10 * time.Second
+
+// noteCreate records that a file was created in dir through this mount.
+func (f *FS) noteCreate(dir string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	now := time.Now()
+	if len(f.created) > 1024 {
+		for d, at := range f.created {
+			if now.Sub(at) >= synthQuiet {
+				delete(f.created, d)
+			}
+		}
+	}
+	f.created[dir] = now
+}
+
+// beingWritten reports whether a file was created in dir within synthQuiet.
+func (f *FS) beingWritten(dir string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	at, ok := f.created[dir]
+	return ok && time.Since(at) < synthQuiet
 }
 
 // failedUpload is staged data whose upload failed after its last handle
@@ -75,8 +106,9 @@ func New(opts Options) *FS {
 	}
 	opts.Read.fill()
 	f := &FS{opts: opts, log: opts.Logger, bucket: opts.Bucket, sc: opts.Sidecar,
-		staged: map[*fileNode]struct{}{}, started: time.Now()}
+		staged: map[*fileNode]struct{}{}, created: map[string]time.Time{}, started: time.Now()}
 	f.root = &dirNode{fsys: f}
+	f.views = f.newViewsRoot()
 	return f
 }
 
@@ -153,9 +185,11 @@ func (f *FS) fillAttr(e meta.Entry, a *fuse.Attr) {
 	}
 	a.Blksize = 4096
 	a.SetTimes(&mt, &mt, &mt)
-	a.Uid = uint32(os.Getuid())
-	a.Gid = uint32(os.Getgid())
+	a.Uid, a.Gid = f.owner()
 }
+
+// owner is the uid and gid every file of the mount has: the daemon's.
+func (f *FS) owner() (uint32, uint32) { return uint32(os.Getuid()), uint32(os.Getgid()) }
 
 // newChild makes (or finds) the inode for a sidecar entry.
 func (f *FS) newChild(ctx context.Context, parent *fs.Inode, e meta.Entry) *fs.Inode {

@@ -128,7 +128,7 @@ func (a *analyzer) intern(b []byte) string {
 	if s, ok := a.names[string(b)]; ok {
 		return s
 	}
-	s := validUTF8(truncate(string(b), MaxNameLen))
+	s := validUTF8(TruncateUTF8(string(b), MaxNameLen))
 	if len(a.names) < 10000 {
 		a.names[s] = s
 	}
@@ -237,7 +237,7 @@ func (a *analyzer) errorMessage(errv []byte) {
 	if len(msg) == 0 {
 		return
 	}
-	text := validUTF8(truncate(string(msg), MaxErrorMsgLen))
+	text := validUTF8(TruncateUTF8(string(msg), MaxErrorMsgLen))
 	if !a.errSeen[text] {
 		a.errSeen[text] = true
 		a.rec.ErrorMessages = append(a.rec.ErrorMessages, text)
@@ -344,8 +344,8 @@ func validUTF8(s string) string {
 	return strings.ToValidUTF8(s, "\uFFFD")
 }
 
-// truncate cuts s to at most n bytes, on a rune boundary.
-func truncate(s string, n int) string {
+// TruncateUTF8 cuts s to at most n bytes without splitting a character.
+func TruncateUTF8(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}

@@ -286,7 +286,7 @@ func firstKey(s *jscan, obj []byte) string {
 	s.reset(obj)
 	s.object(func(k []byte) {
 		if name == "" {
-			name = validUTF8(truncate(string(k), MaxNameLen))
+			name = validUTF8(TruncateUTF8(string(k), MaxNameLen))
 		}
 	})
 	return name
