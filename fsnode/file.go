@@ -22,8 +22,9 @@ type fileNode struct {
 	fsys *FS
 
 	mu       sync.Mutex
-	key      string // the store key; kept current by rename (views share the node)
+	key      string // the store key; kept current by rename, and by lookups in a view
 	synth    string // for a synthesized .meta.json: the key of its tape's .jsonl
+	inView   int64  // for a tape as a view shows it (read-only): its object's row id
 	staged   *StagedWrite
 	deleted  bool
 	keepETag string     // ETag at the last open, for FOPEN_KEEP_CACHE
@@ -37,8 +38,19 @@ var (
 )
 
 // path is the node's store key (also its path in the tree), or ENOENT once
-// it has been unlinked.
+// it has been unlinked. A view's file asks the sidecar where its tape is
+// now.
 func (n *fileNode) path() (string, syscall.Errno) {
+	if n.inView != 0 {
+		key, ok, err := n.fsys.sc.ObjectKey(context.Background(), n.inView)
+		if err != nil {
+			return "", n.fsys.errno("lookup", ViewsDir, err)
+		}
+		if !ok {
+			return "", syscall.ENOENT
+		}
+		return key, 0
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.deleted {
@@ -124,13 +136,25 @@ func (n *fileNode) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.Attr
 		e.Size = s
 	}
 	n.fsys.fillAttr(e, &out.Attr)
+	if n.inView != 0 {
+		out.Attr.Mode = fuse.S_IFREG | 0o444
+		out.Attr.Ino = uint64(viewFileIno(e.ID))
+	}
 	return 0
+}
+
+// writable says why nothing may be written to the node, if anything does.
+func (n *fileNode) writable() error {
+	if n.inView != 0 {
+		return errReadOnly
+	}
+	return n.fsys.checkWritable()
 }
 
 // Setattr truncates (size); mode, owner and times are accepted and not
 // kept, the same way every time.
 func (n *fileNode) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	if err := n.fsys.checkWritable(); err != nil {
+	if err := n.writable(); err != nil {
 		return n.fsys.errno("setattr", "", err)
 	}
 	if size, ok := in.GetSize(); ok {
@@ -159,7 +183,7 @@ func (n *fileNode) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAt
 func (n *fileNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	write := flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&syscall.O_TRUNC != 0
 	if write {
-		if err := n.fsys.checkWritable(); err != nil {
+		if err := n.writable(); err != nil {
 			return nil, 0, n.fsys.errno("open", "", err)
 		}
 		if errno := n.acquire(ctx, flags&syscall.O_TRUNC != 0); errno != 0 {
@@ -217,7 +241,7 @@ func (n *fileNode) acquire(ctx context.Context, trunc bool) syscall.Errno {
 		err = sw.Truncate(0)
 	} else if r, rerr := n.fsys.bucket.NewReader(ctx, p, nil); rerr != nil {
 		err = rerr
-		if _, doc, ok := n.synthesized(ctx); ok && gcerrors.Code(rerr) == gcerrors.NotFound {
+		if _, doc, ok := n.synthesizedAt(ctx, p); ok && gcerrors.Code(rerr) == gcerrors.NotFound {
 			err = sw.Fill(bytes.NewReader(doc)) // editing a synthesized companion
 		}
 	} else {

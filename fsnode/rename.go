@@ -124,6 +124,14 @@ func (f *FS) renameDir(ctx context.Context, src, dst string) error {
 			continue
 		}
 		nk := dstPrefix + strings.TrimPrefix(o.Key, srcPrefix)
+		if strings.HasSuffix(o.Key, "/") {
+			// A marker holds nothing: write a new one (some S3 servers,
+			// versitygw among them, refuse to copy onto a key ending in /).
+			if err := f.bucket.WriteAll(ctx, nk, nil, nil); err != nil {
+				return fmt.Errorf("directory marker %q: %w", nk, err)
+			}
+			continue
+		}
 		if err := f.bucket.Copy(ctx, nk, o.Key, nil); err != nil {
 			return fmt.Errorf("copy of %q to %q: %w", o.Key, nk, err)
 		}

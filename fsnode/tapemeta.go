@@ -42,6 +42,7 @@ func tapeXattrs(r meta.TapeRow) [][2]string {
 			add(name, t.UTC().Format(time.RFC3339Nano))
 		}
 	}
+	add("key", r.Key)
 	add("id", r.TapeID)
 	add("session", r.SessionID)
 	add("name", r.Name)
@@ -134,14 +135,14 @@ func (n *fileNode) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.
 // Setxattr: the attributes are the index's, derived from the tape; the
 // store keeps no others.
 func (n *fileNode) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
-	if n.fsys.opts.ReadOnly {
+	if n.writable() != nil {
 		return syscall.EROFS
 	}
 	return syscall.ENOTSUP
 }
 
 func (n *fileNode) Removexattr(ctx context.Context, attr string) syscall.Errno {
-	if n.fsys.opts.ReadOnly {
+	if n.writable() != nil {
 		return syscall.EROFS
 	}
 	return syscall.ENOTSUP
@@ -249,11 +250,17 @@ func synthEntry(row meta.TapeRow, key string, doc []byte) meta.Entry {
 // synthesized is the document of a synthesized node, while the store has
 // no real object at its key.
 func (n *fileNode) synthesized(ctx context.Context) (meta.Entry, []byte, bool) {
-	if n.synth == "" {
-		return meta.Entry{}, nil, false
-	}
 	key, errno := n.path()
 	if errno != 0 {
+		return meta.Entry{}, nil, false
+	}
+	return n.synthesizedAt(ctx, key)
+}
+
+// synthesizedAt is synthesized for the node at key (for callers that hold
+// n.mu).
+func (n *fileNode) synthesizedAt(ctx context.Context, key string) (meta.Entry, []byte, bool) {
+	if n.synth == "" {
 		return meta.Entry{}, nil, false
 	}
 	row, doc, ok, err := n.fsys.synthesizedMeta(ctx, n.synth)

@@ -28,10 +28,13 @@ import (
 //	.by/name/NAME.jsonl       every named tape, under its name
 //
 // FILE is the tape's own file name (NAME~2.jsonl, … when two tapes in one
-// directory share it). A file in a view is the tape itself: the same inode
-// as at its real path, so reads give the same bytes and share the page
-// cache. The views' directories are read-only. .by is not listed in the
-// root, so find, grep -r and du over the mount do not see every tape twice.
+// directory share it). A file in a view is a read-only regular file of its
+// own (an inode number apart from the tape's, so that nothing writes to a
+// tape through a view) that reads the tape's bytes; its user.tape.key
+// attribute names the tape's real path. Regular files, not symlinks, so
+// grep -r and find follow them. Everything under .by is read-only (EROFS).
+// .by is not listed in the root, so find, grep -r and du over the mount do
+// not see every tape twice.
 const ViewsDir = ".by"
 
 // viewTimeout is how long the kernel may keep entries of a view: views
@@ -205,17 +208,20 @@ func (n *viewNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 		e.dir.fillAttr(&out.Attr)
 		return n.NewInode(ctx, e.dir, fs.StableAttr{Mode: fuse.S_IFDIR, Ino: e.dir.ino()}), 0
 	}
-	// The tape's own node: the same inode as at its real path.
-	ch := n.fsys.newChild(ctx, &n.Inode, e.tape.Entry)
 	ent := e.tape.Entry
-	if fn, ok := ch.Operations().(*fileNode); ok {
-		if s, ok := fn.stagedAttr(); ok {
-			ent.Size = s
-		}
-	}
+	ent.ID = viewFileIno(ent.ID)
+	ch := n.NewInode(ctx, &fileNode{fsys: n.fsys, inView: e.tape.ID},
+		fs.StableAttr{Mode: fuse.S_IFREG, Ino: uint64(ent.ID)})
 	n.fsys.fillAttr(ent, &out.Attr)
+	out.Attr.Mode = fuse.S_IFREG | 0o444
 	return ch, 0
 }
+
+// viewFileInoBase keeps the inodes of the views' files apart.
+const viewFileInoBase = 1 << 60
+
+// viewFileIno is the inode number of a tape's file in the views.
+func viewFileIno(objectID int64) int64 { return viewFileInoBase | objectID }
 
 func (n *viewNode) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
 	ents, errno := n.entries(ctx)
@@ -227,7 +233,7 @@ func (n *viewNode) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
 		if e.isDir {
 			list = append(list, fuse.DirEntry{Name: e.name, Mode: fuse.S_IFDIR, Ino: e.dir.ino()})
 		} else {
-			list = append(list, fuse.DirEntry{Name: e.name, Mode: fuse.S_IFREG, Ino: uint64(e.tape.ID)})
+			list = append(list, fuse.DirEntry{Name: e.name, Mode: fuse.S_IFREG, Ino: uint64(viewFileIno(e.tape.ID))})
 		}
 	}
 	return fs.NewListDirStream(list), 0

@@ -183,6 +183,20 @@ func (s *Sidecar) GetObject(ctx context.Context, key string) (Object, bool, erro
 	return o, true, nil
 }
 
+// ObjectKey returns the current key of the object with row id id (ids
+// survive renames, keys do not).
+func (s *Sidecar) ObjectKey(ctx context.Context, id int64) (string, bool, error) {
+	var key string
+	err := s.read.QueryRowContext(ctx, `SELECT key FROM objects WHERE id = ?`, id).Scan(&key)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("sidecar: object %d: %w", id, err)
+	}
+	return key, true, nil
+}
+
 // ObjectsUnder returns every object whose key lies under the directory at
 // dirPath ("" for all), sorted by key: served files, directory markers and
 // unservable keys alike, as a directory rename or delete must move or remove

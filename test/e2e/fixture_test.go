@@ -24,6 +24,7 @@ import (
 type Corpus struct {
 	Files map[string][]byte
 	Tapes map[string]WantTape // by data key (.jsonl or v1 .json)
+	Truth map[string]tape.Record // the generator's whole record, by data key
 	// NotTapes are keys that must not be listed as tapes (.meta.json,
 	// index.json, plain files, JSON that is not a tape).
 	NotTapes []string
@@ -85,7 +86,7 @@ func newCorpus(t testing.TB) *Corpus {
 	if err != nil {
 		t.Fatalf("tapegen.WriteCorpus: %v", err)
 	}
-	c := &Corpus{Files: map[string][]byte{}, Tapes: map[string]WantTape{}}
+	c := &Corpus{Files: map[string][]byte{}, Tapes: map[string]WantTape{}, Truth: map[string]tape.Record{}}
 	for _, f := range man.Files {
 		data, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(f.Key)))
 		if err != nil {
@@ -94,6 +95,7 @@ func newCorpus(t testing.TB) *Corpus {
 		c.Files[f.Key] = data
 		if f.Tape != nil {
 			c.Tapes[f.Key] = wantFromRecord(f.Key, f.Size, *f.Tape)
+			c.Truth[f.Key] = *f.Tape
 		} else {
 			c.NotTapes = append(c.NotTapes, f.Key)
 		}
