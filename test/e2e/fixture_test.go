@@ -23,7 +23,7 @@ import (
 // say about each tape, and the keys some tests need in a given role.
 type Corpus struct {
 	Files map[string][]byte
-	Tapes map[string]WantTape // by data key (.jsonl or v1 .json)
+	Tapes map[string]WantTape    // by data key (.jsonl or v1 .json)
 	Truth map[string]tape.Record // the generator's whole record, by data key
 	// NotTapes are keys that must not be listed as tapes (.meta.json,
 	// index.json, plain files, JSON that is not a tape).
