@@ -21,7 +21,7 @@ export TAPEFS_TOOLS ?= $(HOME)/.cache/tapefs-tools
 
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: all build run test deps fmt-check vet unit e2e clean
+.PHONY: all build run test deps fmt-check vet unit fuzz e2e clean
 
 all: build
 
@@ -32,7 +32,7 @@ run: build
 	mkdir -p $(MNT)
 	./$(BIN) mount $(MNT)
 
-test: deps fmt-check vet unit e2e
+test: deps fmt-check vet unit fuzz e2e
 
 deps:
 	@missing=(); \
@@ -55,6 +55,17 @@ vet:
 
 unit:
 	$(GO) test -race -tags $(TAGS) $$($(GO) list ./... | grep -v '/test/e2e')
+
+# Every fuzz target, each for a short bounded time (FUZZTIME); a longer
+# run for a nightly job: make fuzz FUZZTIME=10m.
+FUZZTIME ?= 5s
+fuzz:
+	@for pkg in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+		for fn in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$pkg/*_test.go | sed 's/^func //'); do \
+			echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
+			$(GO) test -tags $(TAGS) -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $$pkg >/tmp/tapefs-fuzz.log 2>&1 || { cat /tmp/tapefs-fuzz.log; exit 1; }; \
+		done; \
+	done
 
 e2e:
 	$(GO) test -tags $(TAGS) -count=1 -timeout 20m ./test/e2e/...

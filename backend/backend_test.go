@@ -77,3 +77,37 @@ func TestOpenFileAndMem(t *testing.T) {
 		t.Errorf("missing directory: %v, want a hint to create it", err)
 	}
 }
+
+// FuzzParseURL: Parse never panics, refuses with ErrBadURL only, and
+// neither Parse's error nor Redact ever shows a secret given in the URL.
+func FuzzParseURL(f *testing.F) {
+	for _, s := range []string{"file:///tmp/x", "mem://", "s3://b?region=us-east-1&endpoint=http://127.0.0.1:9000",
+		"::bad", "foo://bar", "s3://b?endpoint=%", "", "gs://b/../..", "azblob://c?sig=%zz"} {
+		f.Add(s, "Secret0123")
+	}
+	mux := NewMux()
+	f.Fuzz(func(t *testing.T, raw, secret string) {
+		if _, err := Parse(mux, raw); err != nil && !errors.Is(err, ErrBadURL) {
+			t.Fatalf("Parse(%q) = %v, not ErrBadURL", raw, err)
+		}
+		_ = Redact(raw)
+		// A secret of letters and digits, long enough not to occur by chance.
+		if len(secret) < 8 || strings.IndexFunc(secret, func(r rune) bool {
+			return !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9')
+		}) >= 0 || strings.Contains(raw, secret) {
+			return
+		}
+		for _, u := range []string{
+			"s3://AKID:" + secret + "@bucket?" + raw,
+			"s3://bucket?secret_access_key=" + secret + "&" + raw,
+			"azblob://c?" + raw + "&sig=" + secret,
+		} {
+			if got := Redact(u); strings.Contains(got, secret) {
+				t.Fatalf("Redact(%q) = %q shows the secret", u, got)
+			}
+			if _, err := Parse(mux, u); err != nil && strings.Contains(err.Error(), secret) {
+				t.Fatalf("Parse(%q) error %q shows the secret", u, err)
+			}
+		}
+	})
+}

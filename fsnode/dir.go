@@ -189,6 +189,12 @@ func (n *dirNode) Unlink(ctx context.Context, name string) syscall.Errno {
 		return n.fsys.errno("unlink", p, err)
 	}
 	if !ok {
+		if ch := n.GetChild(name); ch != nil {
+			if fn, ok := ch.Operations().(*fileNode); ok && fn.synth != "" {
+				n.fsys.noteRemoved(p) // rm of a synthesized companion: it goes
+				return 0
+			}
+		}
 		return syscall.ENOENT
 	}
 	if e.IsDir {
@@ -202,6 +208,7 @@ func (n *dirNode) Unlink(ctx context.Context, name string) syscall.Errno {
 	if err := n.fsys.deleteKey(ctx, e.Key); err != nil {
 		return n.fsys.errno("unlink", p, err)
 	}
+	n.fsys.noteRemoved(p)
 	return n.fsys.errno("unlink", p, n.fsys.keepDir(ctx, dir))
 }
 
@@ -230,7 +237,7 @@ func (n *dirNode) Create(ctx context.Context, name string, flags uint32, mode ui
 		return nil, nil, 0, n.fsys.errno("create", p, err)
 	}
 	sw.exclusive = flags&syscall.O_EXCL != 0
-	n.fsys.noteCreate(dir)
+	n.fsys.noteCreate(dir, p)
 	if err := sw.MarkDirty(); err != nil {
 		sw.Discard()
 		return nil, nil, 0, n.fsys.errno("create", p, err)
@@ -283,6 +290,7 @@ func (n *dirNode) Rename(ctx context.Context, name string, newParent fs.InodeEmb
 	if err := n.fsys.rename(ctx, dir, name, ndir, newName, flags&RENAME_NOREPLACE != 0); err != nil {
 		return n.fsys.errno("rename", src, err)
 	}
+	n.fsys.noteRemoved(src)
 	if ch := n.GetChild(name); ch != nil {
 		rekey(ch, src, dst)
 	}

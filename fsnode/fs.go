@@ -56,6 +56,7 @@ type FS struct {
 	staged  map[*fileNode]struct{} // nodes holding a staged write
 	failed  []*failedUpload        // staged data waiting for the store
 	created map[string]time.Time   // directory → last file created in it here
+	removed map[string]bool        // .meta.json keys removed here: none is synthesized there
 }
 
 // synthQuiet is how long after the last file created in a directory the
@@ -64,10 +65,12 @@ type FS struct {
 // one in its place would refuse (EEXIST).
 const synthQuiet = 10 * time.Second
 
-// noteCreate records that a file was created in dir through this mount.
-func (f *FS) noteCreate(dir string) {
+// noteCreate records that the file key was created in dir through this
+// mount.
+func (f *FS) noteCreate(dir, key string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	delete(f.removed, key)
 	now := time.Now()
 	if len(f.created) > 1024 {
 		for d, at := range f.created {
@@ -77,6 +80,25 @@ func (f *FS) noteCreate(dir string) {
 		}
 	}
 	f.created[dir] = now
+}
+
+// noteRemoved records that the .meta.json at key was removed (or renamed
+// away) through this mount: rm must leave nothing there, so no companion
+// is synthesized in its place while the mount runs.
+func (f *FS) noteRemoved(key string) {
+	if !strings.HasSuffix(key, metaSuffix) {
+		return
+	}
+	f.mu.Lock()
+	f.removed[key] = true
+	f.mu.Unlock()
+}
+
+// wasRemoved reports whether noteRemoved was called for key.
+func (f *FS) wasRemoved(key string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.removed[key]
 }
 
 // beingWritten reports whether a file was created in dir within synthQuiet.
@@ -106,7 +128,7 @@ func New(opts Options) *FS {
 	}
 	opts.Read.fill()
 	f := &FS{opts: opts, log: opts.Logger, bucket: opts.Bucket, sc: opts.Sidecar,
-		staged: map[*fileNode]struct{}{}, created: map[string]time.Time{}, started: time.Now()}
+		staged: map[*fileNode]struct{}{}, created: map[string]time.Time{}, removed: map[string]bool{}, started: time.Now()}
 	f.root = &dirNode{fsys: f}
 	f.views = f.newViewsRoot()
 	return f

@@ -223,9 +223,13 @@ func synthMetaJSON(r meta.TapeRow) []byte {
 // that has no companion in the store. The node is a fileNode at the
 // companion's key: reading gives the synthesized document, and writing it
 // (cp of a real .meta.json) stores a real object, which then wins. While
-// files are being created in dir, none is offered (see synthQuiet).
+// files are being created in dir, none is offered (see synthQuiet), nor
+// where a companion was removed through this mount (noteRemoved).
 func (n *dirNode) lookupSynthesized(ctx context.Context, dir, name string, out *fuse.EntryOut) (*fs.Inode, bool) {
 	if !strings.HasSuffix(name, metaSuffix) || len(name) == len(metaSuffix) || n.fsys.beingWritten(dir) {
+		return nil, false
+	}
+	if n.fsys.wasRemoved(keypath.Join(dir, name)) {
 		return nil, false
 	}
 	dataKey := keypath.Join(dir, strings.TrimSuffix(name, metaSuffix)+".jsonl")

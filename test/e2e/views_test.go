@@ -370,5 +370,11 @@ func TestSynthesizedMeta(t *testing.T) {
 		waitLs(t, st, "the real companion indexed", func(recs map[string]TapeRecord) bool {
 			return recs[c.NoMeta].Name == "written later"
 		})
+		// rm leaves nothing there: no synthesized one comes back.
+		run(t, "rm", m.Path(companion))
+		time.Sleep(1500 * time.Millisecond) // past the kernel's negative entry cache
+		if r := try(t, "cat", m.Path(companion)); r.Code == 0 || !strings.Contains(r.Stderr, "No such file") {
+			t.Errorf("after rm, %s: %s", companion, r)
+		}
 	})
 }
