@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io/fs"
 	"log/slog"
+	"net"
 	"strings"
 	"syscall"
 
@@ -23,7 +24,13 @@ func toErrno(log *slog.Logger, op, path string, err error) syscall.Errno {
 		return 0
 	}
 	var errno syscall.Errno
+	var netErr *net.OpError
 	switch {
+	case errors.As(err, &netErr):
+		// The store's connection failed (refused, reset, unreachable): the
+		// errno inside (ECONNREFUSED, ...) means nothing for a file.
+		log.Error("store unreachable", "op", op, "path", path, "err", err)
+		return syscall.EIO
 	case errors.As(err, &errno):
 		return errno
 	case errors.Is(err, errReadOnly):

@@ -278,8 +278,10 @@ func (n *fileNode) release() {
 		return
 	}
 	n.staged = nil
+	n.fsys.setUploading(sw, true) // pending, without a gap, until uploaded or queued
 	n.mu.Unlock()
 	n.fsys.registerStaged(n, false)
+	defer n.fsys.setUploading(sw, false)
 
 	key, dirty, excl, deleted, gen := sw.snapshot()
 	if p, ok := n.currentKey(); ok && p != key {
@@ -292,6 +294,10 @@ func (n *fileNode) release() {
 	}
 	if err := n.fsys.upload(sw, key, excl, gen); err != nil {
 		n.fsys.stats.UploadErrors.Add(1)
+		if lostCreate(excl, err) {
+			sw.Discard() // another writer created the key first: never retried
+			return
+		}
 		n.fsys.log.Warn("upload failed; the data is kept and will be retried", "key", key, "err", err)
 		n.fsys.addFailed(sw, key, err)
 		return

@@ -57,6 +57,10 @@ type FS struct {
 	failed  []*failedUpload        // staged data waiting for the store
 	created map[string]time.Time   // directory → last file created in it here
 	removed map[string]bool        // .meta.json keys removed here: none is synthesized there
+
+	upMu      sync.Mutex                 // innermost: taken under mu and under a fileNode's mu
+	uploading map[*StagedWrite]time.Time // staged data of closed files whose upload is running
+	retryMu   sync.Mutex                 // one RetryFailed at a time
 }
 
 // synthQuiet is how long after the last file created in a directory the
@@ -128,7 +132,8 @@ func New(opts Options) *FS {
 	}
 	opts.Read.fill()
 	f := &FS{opts: opts, log: opts.Logger, bucket: opts.Bucket, sc: opts.Sidecar,
-		staged: map[*fileNode]struct{}{}, created: map[string]time.Time{}, removed: map[string]bool{}, started: time.Now()}
+		staged: map[*fileNode]struct{}{}, created: map[string]time.Time{}, removed: map[string]bool{}, started: time.Now(),
+		uploading: map[*StagedWrite]time.Time{}}
 	f.root = &dirNode{fsys: f}
 	f.views = f.newViewsRoot()
 	return f
@@ -270,6 +275,9 @@ func (f *FS) upload(sw *StagedWrite, key string, exclusive bool, gen int64) erro
 		return err
 	}
 	if err := w.Close(); err != nil {
+		if lostCreate(exclusive, err) {
+			f.createLost(ctx, sw, key, gen)
+		}
 		return err
 	}
 	f.stats.Uploads.Add(1)
@@ -284,6 +292,30 @@ func (f *FS) upload(sw *StagedWrite, key string, exclusive bool, gen int64) erro
 		}
 	}
 	return nil
+}
+
+// lostCreate says whether err is the store refusing an O_EXCL upload
+// because the key exists (someone else created it first).
+func lostCreate(exclusive bool, err error) bool {
+	c := gcerrors.Code(err)
+	return exclusive && (c == gcerrors.FailedPrecondition || c == gcerrors.AlreadyExists)
+}
+
+// createLost handles an O_EXCL upload the store refused: the staged bytes
+// are never uploaded or retried, and the sidecar takes the object that
+// won in place of the placeholder row of the create.
+func (f *FS) createLost(ctx context.Context, sw *StagedWrite, key string, gen int64) {
+	sw.refused(gen)
+	f.log.Warn("exclusive create lost: the store already has the key; the staged data is dropped", "key", key)
+	if err := f.recordObject(ctx, key); err != nil {
+		f.log.Warn("cannot record the existing object after a lost exclusive create", "key", key, "err", err)
+		return
+	}
+	if f.opts.Indexer != nil {
+		if err := f.opts.Indexer.IndexKey(ctx, key); err != nil {
+			f.log.Warn("indexing after a lost exclusive create failed", "key", key, "err", err)
+		}
+	}
 }
 
 // recordObject stores the store's current attributes of key in the sidecar.
@@ -387,30 +419,62 @@ func (f *FS) addFailed(sw *StagedWrite, key string, err error) {
 	f.failed = append(f.failed, &failedUpload{sw: sw, key: key, err: err, at: time.Now()})
 }
 
-// RetryFailed tries every queued upload again; it returns the first error.
-func (f *FS) RetryFailed() error {
+// setUploading marks (or unmarks) staged data of a closed file whose upload
+// is running, so that it stays pending until it is in the store or queued.
+func (f *FS) setUploading(sw *StagedWrite, on bool) {
+	f.upMu.Lock()
+	defer f.upMu.Unlock()
+	if on {
+		f.uploading[sw] = time.Now()
+	} else {
+		delete(f.uploading, sw)
+	}
+}
+
+// dropFailed removes fu from the retry queue.
+func (f *FS) dropFailed(fu *failedUpload) {
 	f.mu.Lock()
-	queue := f.failed
-	f.failed = nil
+	defer f.mu.Unlock()
+	for i, q := range f.failed {
+		if q == fu {
+			f.failed = append(f.failed[:i], f.failed[i+1:]...)
+			return
+		}
+	}
+}
+
+// RetryFailed tries every queued upload again; it returns the first error.
+// An upload stays in the queue (and pending) while it is tried.
+func (f *FS) RetryFailed() error {
+	f.retryMu.Lock()
+	defer f.retryMu.Unlock()
+	f.mu.Lock()
+	queue := append([]*failedUpload(nil), f.failed...)
 	f.mu.Unlock()
 	var first error
 	for _, fu := range queue {
 		key, dirty, excl, deleted, gen := fu.sw.snapshot()
 		if deleted || !dirty {
+			f.dropFailed(fu)
 			fu.sw.Discard()
 			continue
 		}
 		if err := f.upload(fu.sw, key, excl, gen); err != nil {
 			f.stats.UploadErrors.Add(1)
-			fu.err, fu.at = err, time.Now()
+			if lostCreate(excl, err) {
+				f.dropFailed(fu)
+				fu.sw.Discard()
+				continue
+			}
 			f.mu.Lock()
-			f.failed = append(f.failed, fu)
+			fu.err, fu.at = err, time.Now()
 			f.mu.Unlock()
 			if first == nil {
 				first = err
 			}
 			continue
 		}
+		f.dropFailed(fu)
 		fu.sw.Discard()
 	}
 	return first
@@ -423,20 +487,30 @@ type PendingUpload struct {
 	Since time.Time `json:"since"`
 }
 
-// Pending lists staged data not yet in the store (failed uploads and open
-// dirty files).
+// Pending lists staged data not yet in the store (failed uploads, open
+// dirty files, and closed ones whose upload is running).
 func (f *FS) Pending() []PendingUpload {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var out []PendingUpload
+	seen := map[*StagedWrite]bool{}
 	for _, fu := range f.failed {
+		seen[fu.sw] = true
 		out = append(out, PendingUpload{Key: fu.key, Error: fu.err.Error(), Since: fu.at})
 	}
 	for n := range f.staged {
-		if sw := n.stagedWrite(); sw != nil {
+		if sw := n.stagedWrite(); sw != nil && !seen[sw] {
 			if key, dirty, _, _, _ := sw.snapshot(); dirty {
+				seen[sw] = true
 				out = append(out, PendingUpload{Key: key, Since: time.Now()})
 			}
+		}
+	}
+	f.upMu.Lock()
+	defer f.upMu.Unlock()
+	for sw, since := range f.uploading {
+		if key, dirty, _, deleted, _ := sw.snapshot(); dirty && !deleted && !seen[sw] {
+			out = append(out, PendingUpload{Key: key, Since: since})
 		}
 	}
 	return out
@@ -458,6 +532,10 @@ func (f *FS) Recover(ctx context.Context) (int, error) {
 		}
 		sw := &StagedWrite{file: fh, dataPath: r.DataPath, jrnlPath: r.JrnlPath, key: r.Key, dirty: true, exclusive: r.Exclusive}
 		if err := f.upload(sw, r.Key, r.Exclusive, sw.gen); err != nil {
+			if lostCreate(r.Exclusive, err) {
+				sw.Discard()
+				continue
+			}
 			f.log.Warn("upload of staged data from an earlier run failed; will retry", "key", r.Key, "err", err)
 			f.addFailed(sw, r.Key, err)
 			continue
@@ -509,6 +587,14 @@ func (f *FS) IsPending(key string) bool {
 		}
 	}
 	f.mu.Unlock()
+	f.upMu.Lock()
+	for sw := range f.uploading {
+		if k, dirty, _, deleted, _ := sw.snapshot(); dirty && !deleted && k == key {
+			f.upMu.Unlock()
+			return true
+		}
+	}
+	f.upMu.Unlock()
 	for _, n := range nodes {
 		if sw := n.stagedWrite(); sw != nil {
 			if k, dirty, _, deleted, _ := sw.snapshot(); dirty && !deleted && k == key {

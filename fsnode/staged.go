@@ -173,6 +173,19 @@ func (w *StagedWrite) uploaded(gen int64) {
 	}
 }
 
+// refused clears dirty (if no write happened since the upload began) and
+// drops the journal after the store refused an O_EXCL upload because the
+// key exists: those bytes must never replace the object, so there is
+// nothing to retry. It stays exclusive, so later writes are refused too.
+func (w *StagedWrite) refused(gen int64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.gen == gen {
+		w.dirty = false
+		os.Remove(w.jrnlPath)
+	}
+}
+
 // Discard removes the staged data and journal.
 func (w *StagedWrite) Discard() {
 	w.mu.Lock()
