@@ -51,7 +51,7 @@ func (n *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	if errno != 0 {
 		return nil, errno
 	}
-	e, ok, err := n.fsys.sc.Lookup(ctx, dir, name)
+	e, ok, err := n.fsys.sc.Lookup(local(ctx), dir, name)
 	if err != nil {
 		return nil, n.fsys.errno("lookup", keypath.Join(dir, name), err)
 	}
@@ -78,7 +78,7 @@ func (n *dirNode) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrO
 	}
 	e := meta.Entry{IsDir: true}
 	if p != "" {
-		de, ok, err := n.fsys.sc.StatDir(ctx, p)
+		de, ok, err := n.fsys.sc.StatDir(local(ctx), p)
 		if err != nil {
 			return n.fsys.errno("getattr", p, err)
 		}
@@ -118,7 +118,7 @@ func (n *dirNode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse
 	if err := keypath.ValidName(name); err != nil {
 		return nil, n.fsys.errno("mkdir", p, err)
 	}
-	if _, ok, err := n.fsys.sc.Lookup(ctx, dir, name); err != nil {
+	if _, ok, err := n.fsys.sc.Lookup(local(ctx), dir, name); err != nil {
 		return nil, n.fsys.errno("mkdir", p, err)
 	} else if ok {
 		return nil, syscall.EEXIST
@@ -126,7 +126,7 @@ func (n *dirNode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse
 	if err := n.fsys.makeDir(ctx, p); err != nil {
 		return nil, n.fsys.errno("mkdir", p, err)
 	}
-	e, ok, err := n.fsys.sc.StatDir(ctx, p)
+	e, ok, err := n.fsys.sc.StatDir(local(ctx), p)
 	if err != nil || !ok {
 		return nil, n.fsys.errno("mkdir", p, err)
 	}
@@ -146,7 +146,7 @@ func (n *dirNode) Rmdir(ctx context.Context, name string) syscall.Errno {
 	if err := n.fsys.checkWritable(); err != nil {
 		return n.fsys.errno("rmdir", p, err)
 	}
-	e, ok, err := n.fsys.sc.Lookup(ctx, dir, name)
+	e, ok, err := n.fsys.sc.Lookup(local(ctx), dir, name)
 	if err != nil {
 		return n.fsys.errno("rmdir", p, err)
 	}
@@ -156,7 +156,7 @@ func (n *dirNode) Rmdir(ctx context.Context, name string) syscall.Errno {
 	if !e.IsDir {
 		return syscall.ENOTDIR
 	}
-	empty, err := n.fsys.sc.DirIsEmpty(ctx, p)
+	empty, err := n.fsys.sc.DirIsEmpty(local(ctx), p)
 	if err != nil {
 		return n.fsys.errno("rmdir", p, err)
 	}
@@ -166,7 +166,7 @@ func (n *dirNode) Rmdir(ctx context.Context, name string) syscall.Errno {
 	if err := n.fsys.bucket.Delete(ctx, keypath.DirMarkerKey(p)); err != nil && gcerrors.Code(err) != gcerrors.NotFound {
 		return n.fsys.errno("rmdir", p, err)
 	}
-	if err := n.fsys.sc.RemoveDir(ctx, p); err != nil {
+	if err := n.fsys.sc.RemoveDir(local(ctx), p); err != nil {
 		return n.fsys.errno("rmdir", p, err)
 	}
 	return n.fsys.errno("rmdir", p, n.fsys.keepDir(ctx, dir))
@@ -184,7 +184,7 @@ func (n *dirNode) Unlink(ctx context.Context, name string) syscall.Errno {
 	if err := n.fsys.checkWritable(); err != nil {
 		return n.fsys.errno("unlink", p, err)
 	}
-	e, ok, err := n.fsys.sc.Lookup(ctx, dir, name)
+	e, ok, err := n.fsys.sc.Lookup(local(ctx), dir, name)
 	if err != nil {
 		return n.fsys.errno("unlink", p, err)
 	}
@@ -202,6 +202,7 @@ func (n *dirNode) Unlink(ctx context.Context, name string) syscall.Errno {
 	}
 	if ch := n.GetChild(name); ch != nil {
 		if fn, ok := ch.Operations().(*fileNode); ok {
+			fn.remember(e)
 			fn.markDeleted()
 		}
 	}
@@ -227,7 +228,7 @@ func (n *dirNode) Create(ctx context.Context, name string, flags uint32, mode ui
 	if err := keypath.ValidName(name); err != nil {
 		return nil, nil, 0, n.fsys.errno("create", p, err)
 	}
-	if _, ok, err := n.fsys.sc.Lookup(ctx, dir, name); err != nil {
+	if _, ok, err := n.fsys.sc.Lookup(local(ctx), dir, name); err != nil {
 		return nil, nil, 0, n.fsys.errno("create", p, err)
 	} else if ok {
 		return nil, nil, 0, syscall.EEXIST
@@ -244,7 +245,7 @@ func (n *dirNode) Create(ctx context.Context, name string, flags uint32, mode ui
 	}
 	// A placeholder row gives the new file its inode number and lets other
 	// processes see it while it is written; the store sees it on close.
-	obj, err := n.fsys.sc.PutObject(ctx, meta.Object{Key: p, ModTime: nowUTC()})
+	obj, err := n.fsys.sc.PutObject(local(ctx), meta.Object{Key: p, ModTime: nowUTC()})
 	if err != nil {
 		sw.Discard()
 		return nil, nil, 0, n.fsys.errno("create", p, err)
@@ -287,10 +288,17 @@ func (n *dirNode) Rename(ctx context.Context, name string, newParent fs.InodeEmb
 	if err := keypath.ValidName(newName); err != nil {
 		return n.fsys.errno("rename", dst, err)
 	}
+	over, _, _ := n.fsys.sc.Lookup(local(ctx), ndir, newName) // what a rename over replaces
 	if err := n.fsys.rename(ctx, dir, name, ndir, newName, flags&RENAME_NOREPLACE != 0); err != nil {
 		return n.fsys.errno("rename", src, err)
 	}
 	n.fsys.noteRemoved(src)
+	if old := np.GetChild(newName); old != nil && old != n.GetChild(name) {
+		if fn, ok := old.Operations().(*fileNode); ok {
+			fn.remember(over)
+			fn.markDeleted() // renamed over: its open handles see a file with no links
+		}
+	}
 	if ch := n.GetChild(name); ch != nil {
 		rekey(ch, src, dst)
 	}
@@ -311,7 +319,7 @@ func (n *dirNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno
 	out.Bfree = st.Bfree
 	out.Bavail = st.Bavail
 	out.NameLen = keypath.MaxName
-	if s, err := n.fsys.sc.Stats(ctx); err == nil {
+	if s, err := n.fsys.sc.Stats(local(ctx)); err == nil {
 		out.Files = uint64(s.Objects) + 1<<20
 		out.Ffree = 1 << 20
 	}

@@ -39,7 +39,7 @@ func (h *dirHandle) load(ctx context.Context) syscall.Errno {
 	if errno != 0 {
 		return errno
 	}
-	ents, err := h.node.fsys.sc.ReadDir(ctx, dir)
+	ents, err := h.node.fsys.sc.ReadDir(local(ctx), dir)
 	if err != nil {
 		return h.node.fsys.errno("readdir", dir, err)
 	}

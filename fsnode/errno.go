@@ -78,3 +78,8 @@ func toErrno(log *slog.Logger, op, path string, err error) syscall.Errno {
 	log.Error("I/O error", "op", op, "path", path, "err", err)
 	return syscall.EIO
 }
+
+// local is ctx for sidecar work: a query of the local index is short and
+// bounded, so a kernel interrupt (which Go programs get from their own
+// runtime's preemption signals) must not turn it into EINTR.
+func local(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }

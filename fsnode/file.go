@@ -28,6 +28,7 @@ type fileNode struct {
 	staged   *StagedWrite
 	deleted  bool
 	keepETag string     // ETag at the last open, for FOPEN_KEEP_CACHE
+	last     meta.Entry // the attributes last served, for fstat after unlink
 	uploadMu sync.Mutex // one upload of this file at a time
 }
 
@@ -57,6 +58,20 @@ func (n *fileNode) path() (string, syscall.Errno) {
 		return "", syscall.ENOENT
 	}
 	return n.key, 0
+}
+
+// remember keeps e as the attributes to serve once the node is gone.
+func (n *fileNode) remember(e meta.Entry) {
+	n.mu.Lock()
+	n.last = e
+	n.mu.Unlock()
+}
+
+// gone reports whether the node was unlinked or renamed over.
+func (n *fileNode) gone() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.deleted
 }
 
 // currentKey is the key, and whether the file still exists.
@@ -112,7 +127,7 @@ func (n *fileNode) entry(ctx context.Context) (meta.Entry, syscall.Errno) {
 	if errno != 0 {
 		return meta.Entry{}, errno
 	}
-	e, ok, err := n.fsys.sc.Lookup(ctx, keypath.Parent(p), keypath.Base(p))
+	e, ok, err := n.fsys.sc.Lookup(local(ctx), keypath.Parent(p), keypath.Base(p))
 	if err != nil {
 		return e, n.fsys.errno("getattr", p, err)
 	}
@@ -129,12 +144,28 @@ func (n *fileNode) entry(ctx context.Context) (meta.Entry, syscall.Errno) {
 
 func (n *fileNode) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	e, errno := n.entry(ctx)
+	if errno == syscall.ENOENT && n.gone() {
+		// Unlinked (or renamed over) while open: fstat still answers, with
+		// the attributes last served and no links, as on a local disk.
+		n.mu.Lock()
+		e = n.last
+		n.mu.Unlock()
+		if s, ok := n.stagedAttr(); ok {
+			e.Size = s
+		}
+		n.fsys.fillAttr(e, &out.Attr)
+		out.Attr.Nlink = 0
+		return 0
+	}
 	if errno != 0 {
 		return errno
 	}
 	if s, ok := n.stagedAttr(); ok {
 		e.Size = s
 	}
+	n.mu.Lock()
+	n.last = e
+	n.mu.Unlock()
 	n.fsys.fillAttr(e, &out.Attr)
 	if n.inView != 0 {
 		out.Attr.Mode = fuse.S_IFREG | 0o444
@@ -302,6 +333,7 @@ func (n *fileNode) release() {
 		n.fsys.addFailed(sw, key, err)
 		return
 	}
+	n.uploaded()
 	sw.Discard()
 }
 
@@ -332,7 +364,18 @@ func (n *fileNode) flush() error {
 		sw.mu.Unlock()
 		return err
 	}
+	n.uploaded()
 	return nil
+}
+
+// uploaded drops the kernel's cached attributes of the node (not its
+// pages): the store gave the object its own modification time, which stat
+// must show from now on. An attribute-only invalidation waits on nothing,
+// so it is safe inside a FUSE call.
+func (n *fileNode) uploaded() {
+	if n.EmbeddedInode().StableAttr().Ino != 0 {
+		n.NotifyContent(-1, 0)
+	}
 }
 
 // version identifies the content of an object: its ETag, or else its size

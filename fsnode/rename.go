@@ -19,7 +19,7 @@ func nowUTC() time.Time { return time.Now().UTC() }
 // writes below the source are uploaded first, so nothing in flight is lost.
 func (f *FS) rename(ctx context.Context, sdir, sname, ddir, dname string, noReplace bool) error {
 	src, dst := keypath.Join(sdir, sname), keypath.Join(ddir, dname)
-	se, ok, err := f.sc.Lookup(ctx, sdir, sname)
+	se, ok, err := f.sc.Lookup(local(ctx), sdir, sname)
 	if err != nil {
 		return err
 	}
@@ -32,7 +32,7 @@ func (f *FS) rename(ctx context.Context, sdir, sname, ddir, dname string, noRepl
 	if se.IsDir && strings.HasPrefix(dst+"/", src+"/") {
 		return syscall.EINVAL // into itself
 	}
-	de, exists, err := f.sc.Lookup(ctx, ddir, dname)
+	de, exists, err := f.sc.Lookup(local(ctx), ddir, dname)
 	if err != nil {
 		return err
 	}
@@ -46,7 +46,7 @@ func (f *FS) rename(ctx context.Context, sdir, sname, ddir, dname string, noRepl
 		case !se.IsDir && de.IsDir:
 			return syscall.EISDIR
 		case de.IsDir:
-			empty, err := f.sc.DirIsEmpty(ctx, dst)
+			empty, err := f.sc.DirIsEmpty(local(ctx), dst)
 			if err != nil {
 				return err
 			}
@@ -79,7 +79,7 @@ func (f *FS) removeEmptyDir(ctx context.Context, p string) error {
 	if err := f.bucket.Delete(ctx, keypath.DirMarkerKey(p)); err != nil && gcerrors.Code(err) != gcerrors.NotFound {
 		return err
 	}
-	return f.sc.RemoveDir(ctx, p)
+	return f.sc.RemoveDir(local(ctx), p)
 }
 
 func (f *FS) renameFile(ctx context.Context, src, dst string, replacing bool) error {
@@ -92,11 +92,11 @@ func (f *FS) renameFile(ctx context.Context, src, dst string, replacing bool) er
 	}
 	f.stats.Deletes.Add(1)
 	if replacing {
-		if err := f.sc.DeleteObject(ctx, dst); err != nil {
+		if err := f.sc.DeleteObject(local(ctx), dst); err != nil {
 			return err
 		}
 	}
-	if err := f.sc.RenameObject(ctx, src, dst); err != nil {
+	if err := f.sc.RenameObject(local(ctx), src, dst); err != nil {
 		return err
 	}
 	if err := f.recordObject(ctx, dst); err != nil {
@@ -114,7 +114,7 @@ func (f *FS) renameFile(ctx context.Context, src, dst string, replacing bool) er
 }
 
 func (f *FS) renameDir(ctx context.Context, src, dst string) error {
-	objs, err := f.sc.ObjectsUnder(ctx, src)
+	objs, err := f.sc.ObjectsUnder(local(ctx), src)
 	if err != nil {
 		return err
 	}
@@ -146,5 +146,5 @@ func (f *FS) renameDir(ctx context.Context, src, dst string) error {
 		}
 		f.stats.Deletes.Add(1)
 	}
-	return f.sc.RenamePrefix(ctx, src, dst)
+	return f.sc.RenamePrefix(local(ctx), src, dst)
 }

@@ -84,7 +84,7 @@ func (n *fileNode) xattrs(ctx context.Context) ([][2]string, syscall.Errno) {
 	if errno != 0 {
 		return nil, errno
 	}
-	row, ok, err := n.fsys.sc.GetTape(ctx, key)
+	row, ok, err := n.fsys.sc.GetTape(local(ctx), key)
 	if err != nil {
 		return nil, n.fsys.errno("getxattr", key, err)
 	}
@@ -159,7 +159,7 @@ const synthInoBase = 1 << 61
 // tape whose store has none; false when there is no such tape or it has a
 // companion.
 func (f *FS) synthesizedMeta(ctx context.Context, dataKey string) (meta.TapeRow, []byte, bool, error) {
-	row, ok, err := f.sc.GetTape(ctx, dataKey)
+	row, ok, err := f.sc.GetTape(local(ctx), dataKey)
 	if err != nil || !ok || row.Format != tape.FormatV2 || row.Source.Companion.Key != "" {
 		return row, nil, false, err
 	}

@@ -102,7 +102,7 @@ func (n *viewNode) entries(ctx context.Context) ([]viewEntry, syscall.Errno) {
 			out = append(out, viewEntry{name: string(v), isDir: true, dir: &viewNode{fsys: n.fsys, view: v}})
 		}
 	case n.view != meta.ViewName && !n.hasValue:
-		vals, err := n.fsys.sc.ViewValues(ctx, n.view)
+		vals, err := n.fsys.sc.ViewValues(local(ctx), n.view)
 		if err != nil {
 			return nil, n.fsys.errno("readdir", ViewsDir+"/"+string(n.view), err)
 		}
@@ -117,7 +117,7 @@ func (n *viewNode) entries(ctx context.Context) ([]viewEntry, syscall.Errno) {
 				dir: &viewNode{fsys: n.fsys, view: n.view, value: v, hasValue: true}})
 		}
 	default:
-		tapes, err := n.fsys.sc.ViewTapes(ctx, n.view, n.value)
+		tapes, err := n.fsys.sc.ViewTapes(local(ctx), n.view, n.value)
 		if err != nil {
 			return nil, n.fsys.errno("readdir", ViewsDir+"/"+string(n.view)+"/"+n.value, err)
 		}
