@@ -15,6 +15,14 @@ LARGE=${LARGE:-200MiB}
 PORT=${PORT:-$((20000 + RANDOM % 20000))}
 WORK=$(mktemp -d /tmp/tapefs-bench.XXXXXX)
 export AWS_ACCESS_KEY_ID=benchkey AWS_SECRET_ACCESS_KEY=benchsecret AWS_REGION=us-east-1
+# The server is plain HTTP on loopback. rclone's AWS SDK (v1.60, Debian 12)
+# refuses to start when AWS_CA_BUNDLE is set ("unable to load custom CA bundle,
+# HTTPClient's transport unsupported type"), and no CA is needed here.
+unset AWS_CA_BUNDLE
+# go derives its build cache from XDG_CACHE_HOME: pin it before that moves into
+# $WORK, or every run rebuilds everything (minutes, cgo SQLite included) into a
+# throwaway cache.
+export GOCACHE=${GOCACHE:-$(go env GOCACHE)}
 export XDG_DATA_HOME=$WORK/xdg/data XDG_STATE_HOME=$WORK/xdg/state XDG_CACHE_HOME=$WORK/xdg/cache XDG_RUNTIME_DIR=$WORK/xdg/run
 VGW=$(scripts/install-versitygw.sh)
 BIN=$WORK/bin
@@ -35,7 +43,12 @@ trap cleanup EXIT
 
 echo "generating $TAPES tapes and one $LARGE tape ..." >&2
 "$BIN/tapegen" -out "$WORK/local" -seed 1 -v2 "$TAPES" -large "$LARGE" >/dev/null
-LARGE_KEY=$(cd "$WORK/local" && ls -S *.jsonl | head -1)
+# The large tape is large/large.jsonl: look for the biggest tape in the whole
+# tree, not only at the top (where ls -S found a 30 KB tape). awk reads all of
+# its input, where head would exit early and, under pipefail, stop the script
+# with SIGPIPE.
+LARGE_KEY=$(cd "$WORK/local" && find . -type f -name '*.jsonl' -printf '%s %P\n' | sort -rn | awk 'NR == 1 {print $2}')
+LARGE_NAME=${LARGE_KEY##*/}
 
 ROOT_ACCESS_KEY=$AWS_ACCESS_KEY_ID ROOT_SECRET_KEY=$AWS_SECRET_ACCESS_KEY \
   "$VGW" --port "127.0.0.1:$PORT" posix "$WORK/s3root" >"$WORK/versitygw.log" 2>&1 &
@@ -53,12 +66,14 @@ S3URL="s3://bench?endpoint=http://127.0.0.1:$PORT&use_path_style=true&region=us-
 
 drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 
-# t CMD...: seconds taken by CMD (output discarded).
+# t CMD...: seconds taken by CMD (output discarded). A failure is reported on
+# stderr: its time would otherwise pass for a fast run.
 t() {
-  local s e
+  local s e rc=0
   s=$(date +%s.%N)
-  "$@" >/dev/null 2>&1 || true
+  "$@" >/dev/null 2>"$WORK/t.err" || rc=$?
   e=$(date +%s.%N)
+  [ "$rc" = 0 ] || echo "warning: exit $rc: $* ($(tail -n 1 "$WORK/t.err"))" >&2
   echo "$e - $s" | bc -l
 }
 
@@ -83,8 +98,8 @@ run_suite() { # name dir
   drop_caches
   R[$name,read_cold]=$(t cat "$dir/$LARGE_KEY")
   R[$name,read_warm]=$(t cat "$dir/$LARGE_KEY")
-  R[$name,copy_in]=$(t cp "$WORK/local/$LARGE_KEY" "$dir/copied-$LARGE_KEY")
-  rm -f "$dir/copied-$LARGE_KEY"
+  R[$name,copy_in]=$(t cp "$WORK/local/$LARGE_KEY" "$dir/copied-$LARGE_NAME")
+  rm -f "$dir/copied-$LARGE_NAME"
 }
 
 echo "mounting tapefs ..." >&2
