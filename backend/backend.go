@@ -16,6 +16,7 @@ import (
 
 	"github.com/tapefs/tapefs/backend/filestore"
 	"github.com/tapefs/tapefs/backend/retry"
+	"github.com/tapefs/tapefs/backend/sqlitestore"
 	"gocloud.dev/blob"
 	"gocloud.dev/blob/azureblob"
 	"gocloud.dev/blob/gcsblob"
@@ -35,6 +36,7 @@ func NewMux() *blob.URLMux {
 	mux := new(blob.URLMux)
 	mux.RegisterBucket(filestore.Scheme, filestore.URLOpener{})
 	mux.RegisterBucket(memblob.Scheme, &memblob.URLOpener{})
+	mux.RegisterBucket(sqlitestore.Scheme, sqlitestore.URLOpener{})
 	// The cloud drivers register openers that find credentials through the
 	// standard chains (environment, profiles, instance metadata) on gocloud's
 	// default mux; we reach them through it rather than re-implementing that.

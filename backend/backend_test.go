@@ -20,7 +20,7 @@ func TestParseErrors(t *testing.T) {
 		{"s3://bucket?region=us-east-1", false, ""},
 		{"", true, "empty URL"},
 		{"/just/a/path", true, "no scheme"},
-		{"foo://bar", true, "known schemes: azblob, file, gs, mem, s3"},
+		{"foo://bar", true, "known schemes: azblob, file, gs, mem, s3, sqlite"},
 		{"::bad", true, "not a URL"},
 		{"s3://bucket?endpoint=%&region=us-east-1", true, "malformed query"},
 	}
