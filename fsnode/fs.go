@@ -163,6 +163,12 @@ func (f *FS) MountOptions(entryTimeout, attrTimeout time.Duration, allowOther bo
 		MaxWrite:     1 << 20,
 		MaxReadAhead: 1 << 20,
 		Options:      []string{"default_permissions"},
+		// open(O_TRUNC) of an existing file truncates in OPEN, i.e. only
+		// the staged copy. Without it the kernel sends a truncate without
+		// a file handle first, which is truncate(2) by path: an upload of
+		// an empty object that replaces the file's last version in the
+		// store before anything is written (and stays if the daemon dies).
+		ExtraCapabilities: fuse.CAP_ATOMIC_O_TRUNC,
 	}
 	if f.opts.ReadOnly {
 		o.MountOptions.Options = append(o.MountOptions.Options, "ro")
@@ -261,6 +267,9 @@ func (f *FS) checkWritable() error {
 func (f *FS) upload(sw *StagedWrite, key string, exclusive bool, gen int64) error {
 	ctx, cancel := context.WithTimeout(context.Background(), f.opts.UploadTimeout)
 	defer cancel()
+	if err := sw.commit(); err != nil {
+		return err
+	}
 	size, err := sw.Size()
 	if err != nil {
 		return err
@@ -517,7 +526,9 @@ func (f *FS) Pending() []PendingUpload {
 }
 
 // Recover uploads staged files an earlier run left behind. Those that still
-// fail are queued for retry, never dropped.
+// fail are queued for retry, never dropped. Staged bytes that no close or
+// fsync asked for (the run died in the middle of writing them) are dropped:
+// the store keeps its last version rather than half a write.
 func (f *FS) Recover(ctx context.Context) (int, error) {
 	left, err := f.opts.Staging.Leftovers()
 	if err != nil {
@@ -525,6 +536,16 @@ func (f *FS) Recover(ctx context.Context) (int, error) {
 	}
 	n := 0
 	for _, r := range left {
+		if r.Partial {
+			var size int64 = -1
+			if fi, err := os.Stat(r.DataPath); err == nil {
+				size = fi.Size()
+			}
+			f.log.Warn("staged data of an earlier run that no close or fsync asked for is dropped; the store keeps its last version", "key", r.Key, "bytes", size, "staged", r.Staged)
+			os.Remove(r.JrnlPath)
+			os.Remove(r.DataPath)
+			continue
+		}
 		fh, err := os.OpenFile(r.DataPath, os.O_RDWR, 0o600)
 		if err != nil {
 			f.log.Error("staged data of an earlier run is unreadable", "key", r.Key, "path", r.DataPath, "err", err)

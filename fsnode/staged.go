@@ -17,7 +17,10 @@ import (
 // an upload sends the whole file to the store in one writer, so the store
 // never holds a partial object. A journal entry beside the data names the
 // key, so a staged file that was not uploaded (crash, store down) is found
-// and uploaded at the next mount.
+// and uploaded at the next mount — if a close or fsync asked for its bytes:
+// the journal says "partial" from a write until the next close or fsync, and
+// staged bytes that no close or fsync covered are dropped after a crash
+// rather than replace the store's last version with half a write.
 type StagedWrite struct {
 	mu        sync.Mutex
 	file      *os.File
@@ -25,6 +28,7 @@ type StagedWrite struct {
 	jrnlPath  string
 	key       string
 	dirty     bool  // holds bytes the store does not have yet
+	committed bool  // a close or fsync asked for the staged bytes (the journal is not partial)
 	exclusive bool  // first upload must not replace an existing object (O_EXCL)
 	deleted   bool  // unlinked while open: never upload
 	refs      int   // open handles using it
@@ -34,10 +38,14 @@ type StagedWrite struct {
 
 // journalEntry is what the journal file records for recovery.
 type journalEntry struct {
-	Key       string    `json:"key"`
-	Data      string    `json:"data"`
-	Exclusive bool      `json:"exclusive,omitempty"`
-	Staged    time.Time `json:"staged"`
+	Key       string `json:"key"`
+	Data      string `json:"data"`
+	Exclusive bool   `json:"exclusive,omitempty"`
+	// Partial: written since the last close or fsync. Such bytes are not
+	// uploaded by the next mount. (Absent in journals of older versions,
+	// which were all uploaded.)
+	Partial bool      `json:"partial,omitempty"`
+	Staged  time.Time `json:"staged"`
 }
 
 // Staging owns the staging directory.
@@ -116,15 +124,28 @@ func (w *StagedWrite) MarkDirty() error {
 
 func (w *StagedWrite) markDirtyLocked() error {
 	w.gen++
-	if w.dirty {
+	if w.dirty && !w.committed {
 		return nil
 	}
-	w.dirty = true
+	w.dirty, w.committed = true, false
+	return w.writeJournalLocked()
+}
+
+// commit records in the journal that a close or fsync asks for the staged
+// bytes, so that the next mount uploads them if this run cannot. It runs
+// before every upload.
+func (w *StagedWrite) commit() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.dirty || w.committed || w.deleted {
+		return nil
+	}
+	w.committed = true
 	return w.writeJournalLocked()
 }
 
 func (w *StagedWrite) writeJournalLocked() error {
-	e := journalEntry{Key: w.key, Data: filepath.Base(w.dataPath), Exclusive: w.exclusive, Staged: time.Now().UTC()}
+	e := journalEntry{Key: w.key, Data: filepath.Base(w.dataPath), Exclusive: w.exclusive, Partial: !w.committed, Staged: time.Now().UTC()}
 	b, _ := json.Marshal(e)
 	tmp := w.jrnlPath + ".tmp"
 	if err := os.WriteFile(tmp, b, 0o600); err != nil {
@@ -168,7 +189,7 @@ func (w *StagedWrite) uploaded(gen int64) {
 	w.exclusive = false
 	w.lastErr = nil
 	if w.gen == gen {
-		w.dirty = false
+		w.dirty, w.committed = false, false
 		os.Remove(w.jrnlPath)
 	}
 }
@@ -181,7 +202,7 @@ func (w *StagedWrite) refused(gen int64) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.gen == gen {
-		w.dirty = false
+		w.dirty, w.committed = false, false
 		os.Remove(w.jrnlPath)
 	}
 }
@@ -201,6 +222,7 @@ type Recovered struct {
 	DataPath  string
 	JrnlPath  string
 	Exclusive bool
+	Partial   bool // written since the last close or fsync: not to be uploaded
 	Staged    time.Time
 }
 
@@ -228,7 +250,7 @@ func (s *Staging) Leftovers() ([]Recovered, error) {
 			continue
 		}
 		journaled[j.Data] = true
-		out = append(out, Recovered{Key: j.Key, DataPath: filepath.Join(s.dir, j.Data), JrnlPath: p, Exclusive: j.Exclusive, Staged: j.Staged})
+		out = append(out, Recovered{Key: j.Key, DataPath: filepath.Join(s.dir, j.Data), JrnlPath: p, Exclusive: j.Exclusive, Partial: j.Partial, Staged: j.Staged})
 	}
 	for _, e := range ents {
 		if strings.HasSuffix(e.Name(), ".data") && !journaled[e.Name()] {

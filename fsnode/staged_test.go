@@ -68,3 +68,39 @@ func TestUploadedClearsDirtyOnlyIfUnchanged(t *testing.T) {
 		t.Error("journal kept after the upload")
 	}
 }
+
+// TestJournalPartialUntilCommit: a staged file's journal says partial from
+// a write until a close or fsync (commit) asks for its bytes, and again
+// after the next write; the next mount uploads only committed ones.
+func TestJournalPartialUntilCommit(t *testing.T) {
+	s, _ := NewStaging(t.TempDir())
+	w, _ := s.New("k.jsonl")
+	partial := func() bool {
+		t.Helper()
+		left, err := s.Leftovers()
+		if err != nil || len(left) != 1 {
+			t.Fatalf("leftovers = %+v, %v; want one", left, err)
+		}
+		return left[0].Partial
+	}
+	w.WriteAt([]byte("half a wri"), 0)
+	if !partial() {
+		t.Error("journal of bytes no close or fsync asked for is not partial")
+	}
+	if err := w.commit(); err != nil {
+		t.Fatal(err)
+	}
+	if partial() {
+		t.Error("journal still partial after a commit")
+	}
+	w.WriteAt([]byte("te"), 10)
+	if !partial() {
+		t.Error("journal not partial again after a write that followed the commit")
+	}
+	w.Truncate(0)
+	w.commit()
+	if partial() {
+		t.Error("journal partial after a commit of a truncation")
+	}
+	w.file.Close()
+}
