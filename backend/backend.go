@@ -70,13 +70,51 @@ func Open(ctx context.Context, mux *blob.URLMux, rawURL string) (*blob.Bucket, e
 	ok, err := b.IsAccessible(ctx)
 	if err != nil || !ok {
 		b.Close()
-		why := "the bucket does not exist or is not accessible"
-		if err != nil {
-			why = cleanErr(err)
-		}
-		return nil, fmt.Errorf("%w: %s: %s (check the URL, the credentials and that the server is running)", ErrUnreachable, Redact(rawURL), why)
+		return nil, openError(u, rawURL, err)
 	}
 	return compose(b), nil
+}
+
+// ErrNoBucket is returned when the server answers but has no such bucket.
+var ErrNoBucket = errors.New("no such bucket")
+
+// ErrAccessDenied is returned when the server refuses the credentials.
+var ErrAccessDenied = errors.New("access denied")
+
+// apiError is what the S3 client's errors (smithy-go) say of themselves.
+type apiError interface {
+	ErrorCode() string
+	ErrorMessage() string
+}
+
+// openError says why the bucket of u cannot be used: missing, refused, or
+// unreachable, with the server's own code and the fix. err is nil when
+// the server said only that the bucket is not there.
+func openError(u *url.URL, rawURL string, err error) error {
+	bucket := fmt.Sprintf("bucket %q", u.Host)
+	if u.Scheme == "file" {
+		bucket = fmt.Sprintf("directory %q", u.Path)
+	}
+	var ae apiError
+	code, msg := "", ""
+	if err != nil && errors.As(err, &ae) {
+		code, msg = ae.ErrorCode(), ae.ErrorMessage()
+	}
+	switch {
+	case err == nil || code == "NoSuchBucket":
+		return fmt.Errorf("%w: %s does not exist at %s (create it, or correct the name in the URL)", ErrNoBucket, bucket, Redact(rawURL))
+	case code == "AccessDenied" || code == "SignatureDoesNotMatch" || code == "InvalidAccessKeyId" ||
+		code == "XAdminUserNotFound" || code == "InvalidToken" || code == "ExpiredToken" ||
+		gcerrors.Code(err) == gcerrors.PermissionDenied:
+		why := "the server refused the request"
+		if code != "" {
+			why = code + ": " + msg
+		}
+		return fmt.Errorf("%w to %s at %s: %s (check the credentials: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the profile in use)", ErrAccessDenied, bucket, Redact(rawURL), why)
+	case code != "":
+		return fmt.Errorf("%w: %s at %s: %s: %s (check the URL and that the server is running)", ErrUnreachable, bucket, Redact(rawURL), code, msg)
+	}
+	return fmt.Errorf("%w: %s at %s: %s (check the URL, the credentials and that the server is running)", ErrUnreachable, bucket, Redact(rawURL), cleanErr(err))
 }
 
 // compose stacks tapefs's layers over an opened store, in one place.

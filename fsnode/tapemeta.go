@@ -107,6 +107,11 @@ func copyOut(dest, v []byte) (uint32, syscall.Errno) {
 }
 
 func (n *fileNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	if !strings.HasPrefix(attr, XattrPrefix) {
+		// ls -l asks every file for security.selinux and the POSIX ACLs:
+		// answer at once, without a sidecar query.
+		return 0, syscall.ENODATA
+	}
 	xs, errno := n.xattrs(ctx)
 	if errno != 0 {
 		return 0, errno

@@ -6,9 +6,7 @@ package indexer
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -145,17 +143,9 @@ func (ix *Indexer) Reconcile(ctx context.Context) (Result, error) {
 
 	var puts []put
 	var tapeish []int // indexes into puts of new or changed tape objects
-	it := ix.bucket.List(&blob.ListOptions{})
-	for {
-		lo, err := it.Next(ctx)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return res, fmt.Errorf("indexer: list %s: %w", ix.opts.Name, err)
-		}
+	err = listAll(ctx, ix.bucket, func(lo *blob.ListObject) {
 		if lo.IsDir {
-			continue
+			return
 		}
 		res.Listed++
 		if ix.opts.Progress != nil {
@@ -165,7 +155,7 @@ func (ix *Indexer) Reconcile(ctx context.Context) (Result, error) {
 		old, ok := known[lo.Key]
 		delete(known, lo.Key)
 		if ix.isPending(lo.Key) {
-			continue
+			return
 		}
 		op := Added
 		if ok {
@@ -178,13 +168,16 @@ func (ix *Indexer) Reconcile(ctx context.Context) (Result, error) {
 				o.ETag = old.ETag
 				op = 0 // only learning the MD5: not a change
 			default:
-				continue
+				return
 			}
 		}
 		if op != 0 && tape.Classify(o.Key) != tape.KindOther && served(o.Key) {
 			tapeish = append(tapeish, len(puts))
 		}
 		puts = append(puts, put{obj: o, op: op, old: old, had: ok})
+	})
+	if err != nil {
+		return res, fmt.Errorf("indexer: list %s: %w", ix.opts.Name, err)
 	}
 	// What is left in known is gone from the store.
 	var removed []meta.Object
@@ -220,6 +213,30 @@ func (ix *Indexer) Reconcile(ctx context.Context) (Result, error) {
 	}
 	res.Duration = time.Since(start)
 	return res, nil
+}
+
+// listPageSize is the page a full listing asks for. S3 and its peers cap a
+// page at 1,000 keys whatever is asked; a file:// store walks its whole
+// tree for every page, so a small page makes listing a large store
+// quadratic.
+const listPageSize = 100_000
+
+// listAll calls fn for every object of b, page by page.
+func listAll(ctx context.Context, b *blob.Bucket, fn func(*blob.ListObject)) error {
+	token := blob.FirstPageToken
+	for {
+		objs, next, err := b.ListPage(ctx, token, listPageSize, nil)
+		if err != nil {
+			return err
+		}
+		for _, o := range objs {
+			fn(o)
+		}
+		if len(next) == 0 {
+			return nil
+		}
+		token = next
+	}
 }
 
 // put is one row a reconcile writes.
