@@ -118,6 +118,8 @@ func (n *dirNode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse
 	if err := keypath.ValidName(name); err != nil {
 		return nil, n.fsys.errno("mkdir", p, err)
 	}
+	ctx, cancel := n.fsys.mutating(ctx)
+	defer cancel()
 	if _, ok, err := n.fsys.sc.Lookup(local(ctx), dir, name); err != nil {
 		return nil, n.fsys.errno("mkdir", p, err)
 	} else if ok {
@@ -146,6 +148,8 @@ func (n *dirNode) Rmdir(ctx context.Context, name string) syscall.Errno {
 	if err := n.fsys.checkWritable(); err != nil {
 		return n.fsys.errno("rmdir", p, err)
 	}
+	ctx, cancel := n.fsys.mutating(ctx)
+	defer cancel()
 	e, ok, err := n.fsys.sc.Lookup(local(ctx), dir, name)
 	if err != nil {
 		return n.fsys.errno("rmdir", p, err)
@@ -184,6 +188,8 @@ func (n *dirNode) Unlink(ctx context.Context, name string) syscall.Errno {
 	if err := n.fsys.checkWritable(); err != nil {
 		return n.fsys.errno("unlink", p, err)
 	}
+	ctx, cancel := n.fsys.mutating(ctx)
+	defer cancel()
 	e, ok, err := n.fsys.sc.Lookup(local(ctx), dir, name)
 	if err != nil {
 		return n.fsys.errno("unlink", p, err)
@@ -288,6 +294,8 @@ func (n *dirNode) Rename(ctx context.Context, name string, newParent fs.InodeEmb
 	if err := keypath.ValidName(newName); err != nil {
 		return n.fsys.errno("rename", dst, err)
 	}
+	ctx, cancel := n.fsys.mutating(ctx)
+	defer cancel()
 	over, _, _ := n.fsys.sc.Lookup(local(ctx), ndir, newName) // what a rename over replaces
 	if err := n.fsys.rename(ctx, dir, name, ndir, newName, flags&RENAME_NOREPLACE != 0); err != nil {
 		return n.fsys.errno("rename", src, err)
