@@ -262,6 +262,13 @@ func (f *FS) checkWritable() error {
 	return nil
 }
 
+// uploadPart and uploadParallel shape the upload of a large staged file:
+// 16 MiB parts, four in flight (at most 64 MiB of buffers per upload).
+const (
+	uploadPart     = 16 << 20
+	uploadParallel = 4
+)
+
 // upload sends the staged file to key in one writer, then records the new
 // object in the sidecar and re-indexes the tape it belongs to.
 func (f *FS) upload(sw *StagedWrite, key string, exclusive bool, gen int64) error {
@@ -274,7 +281,13 @@ func (f *FS) upload(sw *StagedWrite, key string, exclusive bool, gen int64) erro
 	if err != nil {
 		return err
 	}
-	w, err := f.bucket.NewWriter(ctx, key, &blob.WriterOptions{IfNotExist: exclusive, ContentType: tape.ContentType(key)})
+	wo := &blob.WriterOptions{IfNotExist: exclusive, ContentType: tape.ContentType(key)}
+	if size > uploadPart {
+		// A large file goes up in parts, several at once (S3 multipart;
+		// ignored by stores that write in one piece).
+		wo.BufferSize, wo.MaxConcurrency = uploadPart, uploadParallel
+	}
+	w, err := f.bucket.NewWriter(ctx, key, wo)
 	if err != nil {
 		return err
 	}
