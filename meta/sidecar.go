@@ -172,9 +172,14 @@ func (s *Sidecar) sizeReadPool() {
 	s.read.SetConnMaxIdleTime(0)
 }
 
-// check runs SQLite's quick integrity check.
+// check runs SQLite's integrity check. Not the quick check: a damaged
+// index page can keep a well-formed b-tree (so quick_check passes) and
+// still miss rows, which would make files vanish from listings or fail them
+// with EIO for as long as the sidecar lives. The full check costs about
+// three times as much (0.3 s instead of 0.1 s on 100,000 objects), once per
+// mount.
 func (s *Sidecar) check(ctx context.Context) error {
-	rows, err := s.write.QueryContext(ctx, "PRAGMA quick_check")
+	rows, err := s.write.QueryContext(ctx, "PRAGMA integrity_check")
 	if err != nil {
 		return corruptErr(s.path, err)
 	}
