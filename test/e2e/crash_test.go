@@ -228,12 +228,14 @@ func testCrash(t *testing.T, st Store) {
 	}
 	// Kill once some writes have been acknowledged, at a moment that is
 	// not lined up with any writer's rhythm.
-	if !waitFor(90*time.Second, func() bool { return l.oks() >= 20 }) {
+	// (At least 2.5 s of writing: every writer reaches the multi-MiB sizes.)
+	began := time.Now()
+	if !waitFor(90*time.Second, func() bool { return l.oks() >= 20 && time.Since(began) > 2500*time.Millisecond }) {
 		close(stop)
 		wg.Wait()
 		t.Fatalf("the writers got only %d acknowledged closes/fsyncs in 90 s (errors %v)", l.oks(), errs)
 	}
-	time.Sleep(time.Duration(rand.Intn(700)) * time.Millisecond)
+	time.Sleep(time.Duration(rand.Intn(1500)) * time.Millisecond)
 	pids := daemonPIDs(m.Dir)
 	if len(pids) == 0 {
 		t.Fatalf("no tapefs daemon for %s", m.Dir)
