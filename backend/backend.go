@@ -8,13 +8,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/tapefs/tapefs/backend/compress"
 	"github.com/tapefs/tapefs/backend/filestore"
+	"github.com/tapefs/tapefs/backend/metrics"
 	"github.com/tapefs/tapefs/backend/retry"
 	"github.com/tapefs/tapefs/backend/sqlitestore"
 	"gocloud.dev/blob"
@@ -52,9 +56,29 @@ func (defaultMuxOpener) OpenBucketURL(ctx context.Context, u *url.URL) (*blob.Bu
 	return blob.DefaultURLMux().OpenBucketURL(ctx, u)
 }
 
-// Open parses rawURL, opens the bucket it names and checks that it answers.
-// Errors name the store (with secrets redacted) and say what to fix.
+// Layers says which optional layers OpenWith stacks over a store.
+type Layers struct {
+	// Compress: 0 stacks no compression layer; a positive value stores
+	// objects larger than that many bytes zstd-compressed; compress.Off
+	// reads compressed objects but writes none compressed.
+	Compress int64
+	// Metrics, when set, receives Prometheus metrics of every store
+	// operation, labelled with Profile.
+	Metrics prometheus.Registerer
+	Profile string
+	// Logger gets a debug record per store operation (with Metrics).
+	Logger *slog.Logger
+}
+
+// Open is OpenWith and no optional layers.
 func Open(ctx context.Context, mux *blob.URLMux, rawURL string) (*blob.Bucket, error) {
+	return OpenWith(ctx, mux, rawURL, Layers{})
+}
+
+// OpenWith parses rawURL, opens the bucket it names, checks that it
+// answers, and stacks tapefs's layers over it. Errors name the store (with
+// secrets redacted) and say what to fix.
+func OpenWith(ctx context.Context, mux *blob.URLMux, rawURL string, layers Layers) (*blob.Bucket, error) {
 	u, err := Parse(mux, rawURL)
 	if err != nil {
 		return nil, err
@@ -72,7 +96,12 @@ func Open(ctx context.Context, mux *blob.URLMux, rawURL string) (*blob.Bucket, e
 		b.Close()
 		return nil, openError(u, rawURL, err)
 	}
-	return compose(b), nil
+	out, err := compose(b, layers)
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
+	return out, nil
 }
 
 // ErrNoBucket is returned when the server answers but has no such bucket.
@@ -117,9 +146,22 @@ func openError(u *url.URL, rawURL string, err error) error {
 	return fmt.Errorf("%w: %s at %s: %s (check the URL, the credentials and that the server is running)", ErrUnreachable, bucket, Redact(rawURL), cleanErr(err))
 }
 
-// compose stacks tapefs's layers over an opened store, in one place.
-func compose(b *blob.Bucket) *blob.Bucket {
-	return retry.Wrap(b, retry.Options{})
+// compose stacks tapefs's layers over an opened store, in one place, from
+// the store up: metrics (what really reaches the store, every attempt),
+// retry of transient errors, then compression (so what is retried and
+// counted is what the store holds).
+func compose(b *blob.Bucket, l Layers) (*blob.Bucket, error) {
+	if l.Metrics != nil {
+		var err error
+		if b, err = metrics.Wrap(b, metrics.Options{Profile: l.Profile, Registerer: l.Metrics, Logger: l.Logger}); err != nil {
+			return nil, fmt.Errorf("store metrics: %w", err)
+		}
+	}
+	b = retry.Wrap(b, retry.Options{})
+	if l.Compress != 0 {
+		b = compress.Wrap(b, compress.Options{Threshold: l.Compress})
+	}
+	return b, nil
 }
 
 // Parse checks the URL's form and scheme without opening anything.

@@ -45,7 +45,7 @@ func (c *ImportCmd) Run(g *Globals, log *slog.Logger) error {
 }
 
 func (c *ImportCmd) run(g *Globals, out io.Writer) error {
-	st, err := resolveStore(c.Backend, c.Meta)
+	st, err := c.StoreFlags.resolve()
 	if err != nil {
 		return err
 	}
@@ -136,7 +136,7 @@ func isMemStore(st store) bool {
 func openStore(ctx context.Context, st store) (*blob.Bucket, error) {
 	octx, cancel := context.WithTimeout(ctx, openTimeout)
 	defer cancel()
-	return backend.Open(octx, backend.NewMux(), st.URL)
+	return backend.OpenWith(octx, backend.NewMux(), st.URL, st.Layers)
 }
 
 // excludedPaths are the local files of the destination itself, which must

@@ -294,13 +294,13 @@ func mountOf(path string) (mountInfo, string, bool) {
 // never indexed is indexed first, from the store; a sidecar of an older
 // schema is migrated (once, read-write).
 func openIndex(ctx context.Context, sf StoreFlags, log *slog.Logger) (*meta.Sidecar, error) {
-	st, err := resolveStore(sf.Backend, sf.Meta)
+	st, err := sf.resolve()
 	if err != nil {
 		return nil, err
 	}
 	if _, err := os.Stat(st.Meta); err != nil {
 		fmt.Fprintf(os.Stderr, "tapefs: %s has no index yet; indexing it now\n", st.Redacted)
-		bucket, err := backend.Open(ctx, backend.NewMux(), st.URL)
+		bucket, err := backend.OpenWith(ctx, backend.NewMux(), st.URL, st.Layers)
 		if err != nil {
 			return nil, err
 		}

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 
 	"github.com/alecthomas/kong"
+	"github.com/tapefs/tapefs/backend/compress"
 )
 
 // Globals are flags every command takes.
@@ -20,6 +22,33 @@ type Globals struct {
 type StoreFlags struct {
 	Backend string `help:"Store URL: file:///DIR, mem://, s3://BUCKET?region=R&endpoint=URL&use_path_style=true, gs://BUCKET, azblob://CONTAINER. Default: the embedded store in $XDG_DATA_HOME/tapefs/tapes." env:"TAPEFS_BACKEND" placeholder:"URL"`
 	Meta    string `help:"Sidecar index (SQLite) file. Default: one per store under $XDG_DATA_HOME/tapefs." env:"TAPEFS_META" placeholder:"FILE"`
+	// Compress is shared by every command that opens the store, so that
+	// mount, import and reindex agree on what they read and write.
+	Compress string `help:"Transparent zstd compression in the store (seekable frames, so range reads stay cheap): off; on (objects over 1MiB); a threshold size such as 4MiB; or read (decode compressed objects, write none). A store written with compression must be opened with it." default:"off" env:"TAPEFS_COMPRESS" placeholder:"off|on|SIZE|read"`
+}
+
+// resolve applies the defaults of the store flags (see resolveStore) and
+// parses the layers they ask for.
+func (sf StoreFlags) resolve() (store, error) {
+	st, err := resolveStore(sf.Backend, sf.Meta)
+	if err != nil {
+		return st, err
+	}
+	v := strings.TrimSpace(sf.Compress)
+	switch strings.ToLower(v) {
+	case "", "off":
+	case "on":
+		st.Layers.Compress = compress.DefaultThreshold
+	case "read":
+		st.Layers.Compress = compress.Off
+	default:
+		n, err := compress.ParseThreshold(v)
+		if err != nil || n == compress.Off {
+			return st, fmt.Errorf("--compress %q: want off, on, read, or a threshold size such as 4MiB", sf.Compress)
+		}
+		st.Layers.Compress = n
+	}
+	return st, nil
 }
 
 // CLI is the whole command line.

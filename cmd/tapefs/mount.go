@@ -19,6 +19,8 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/tapefs/tapefs/backend"
 	"github.com/tapefs/tapefs/cache"
 	"github.com/tapefs/tapefs/fsnode"
@@ -44,6 +46,7 @@ type MountCmd struct {
 	CacheMaxSize    ByteSize      `help:"Bound on the read cache (e.g. 512MiB, 10GiB); 0 turns it off." default:"1GiB" env:"TAPEFS_CACHE_MAX_SIZE"`
 	StateDir        string        `help:"Directory of staged writes. Default: beside the sidecar (SIDECAR.staging)." env:"TAPEFS_STATE_DIR" placeholder:"DIR"`
 	LogFile         string        `help:"Log file of a --daemon mount. Default: $XDG_STATE_HOME/tapefs/logs/ID.log." env:"TAPEFS_LOG_FILE" placeholder:"FILE"`
+	MetricsAddr     string        `help:"Serve Prometheus metrics of the store (operations, latencies, bytes) and the mount at http://ADDR/metrics, e.g. 127.0.0.1:9464. Default: none." env:"TAPEFS_METRICS_ADDR" placeholder:"HOST:PORT"`
 }
 
 // readyEnv tells a re-executed daemon which file descriptor reports start-up.
@@ -191,19 +194,31 @@ func (c *MountCmd) serve(log *slog.Logger, ready func(error)) error {
 	if err := checkFuseDevice(); err != nil {
 		return err
 	}
-	st, err := resolveStore(c.Backend, c.Meta)
+	st, err := c.StoreFlags.resolve()
 	if err != nil {
 		return err
 	}
 	ctx := context.Background()
 	mux := backend.NewMux()
 	openCtx, cancel := context.WithTimeout(ctx, c.Timeout)
-	bucket, err := backend.Open(openCtx, mux, st.URL)
+	var registry *prometheus.Registry
+	if c.MetricsAddr != "" {
+		registry = prometheus.NewRegistry()
+		st.Layers.Metrics, st.Layers.Profile, st.Layers.Logger = registry, "default", log
+	}
+	bucket, err := backend.OpenWith(openCtx, mux, st.URL, st.Layers)
 	cancel()
 	if err != nil {
 		return err
 	}
 	defer bucket.Close()
+	if registry != nil {
+		stop, err := serveMetrics(c.MetricsAddr, registry, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 
 	sc, err := openSidecar(st.Meta, log)
 	if err != nil {
@@ -484,4 +499,22 @@ func (d *daemon) handleRefresh(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, res)
+}
+
+// serveMetrics serves reg at http://addr/metrics until stop is called.
+func serveMetrics(addr string, reg *prometheus.Registry, log *slog.Logger) (stop func(), err error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics-addr %s: %w (give a free HOST:PORT such as 127.0.0.1:9464)", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Warn("metrics server stopped", "addr", addr, "err", err)
+		}
+	}()
+	log.Info("serving metrics", "url", "http://"+l.Addr().String()+"/metrics")
+	return func() { srv.Close() }, nil
 }

@@ -50,6 +50,7 @@ type store struct {
 	Redacted string
 	Meta     string // sidecar path
 	Embedded bool
+	Layers   backend.Layers // what backend.OpenWith stacks over the store
 }
 
 // resolveStore applies the defaults: no backend means the embedded file://

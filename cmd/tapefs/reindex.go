@@ -29,7 +29,7 @@ func (c *ReindexCmd) Run(g *Globals, log *slog.Logger) error {
 }
 
 func (c *ReindexCmd) run(g *Globals, out io.Writer) error {
-	st, err := resolveStore(c.Backend, c.Meta)
+	st, err := c.StoreFlags.resolve()
 	if err != nil {
 		return err
 	}

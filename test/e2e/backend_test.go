@@ -69,12 +69,12 @@ var allBackends = []backend{
 }
 
 // selectedBackends are the backends of the shared test table:
-// $TAPEFS_E2E_BACKENDS, default all of them (file, mem and the real S3
-// server).
+// $TAPEFS_E2E_BACKENDS, default all of them (file, mem, the real S3
+// server, and a compressed file:// store).
 func selectedBackends(t *testing.T) []backend {
 	want := os.Getenv("TAPEFS_E2E_BACKENDS")
 	if want == "" {
-		want = "file,mem,s3"
+		want = "file,mem,s3,zstd"
 	}
 	var out []backend
 	for _, name := range strings.Split(want, ",") {
