@@ -707,9 +707,14 @@ func (r *reader) Read(p []byte) (int, error) {
 			i := r.rest[0]
 			r.rest = r.rest[1:]
 			nr, oerr := r.t.open(r.ctx, i, r.key, r.off+r.done, remaining, r.opts)
-			if oerr == nil {
-				next, r.idx = nr, i
+			if oerr != nil {
+				continue
 			}
+			if nr.Attributes().Size != r.attrs.Size {
+				nr.Close() // another version: splicing it in would corrupt the read
+				continue
+			}
+			next, r.idx = nr, i
 		}
 		if next == nil {
 			r.cur = errReader{err}

@@ -740,3 +740,59 @@ func TestReadSkipsProfileAwaitingRepair(t *testing.T) {
 		t.Error("the profile awaiting repair was read")
 	}
 }
+
+func TestThreeProfilesWriteBackToFasterOnly(t *testing.T) {
+	fast, mid, origin := newFaulty(), newFaulty(), newFaulty()
+	mid.delay.Store(int64(3 * time.Millisecond))
+	origin.delay.Store(int64(8 * time.Millisecond))
+	tr, err := New(ctx, []Profile{{"fast", blob.NewBucket(fast)}, {"mid", blob.NewBucket(mid)},
+		{"origin", blob.NewBucket(origin)}}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := blob.NewBucket(tr)
+	defer b.Close()
+	if got := strings.Join(tr.Order(), ","); got != "fast,mid,origin" {
+		t.Fatalf("order %s", got)
+	}
+	put(t, mid.mem(), "k", "in the middle")
+	put(t, origin.mem(), "k", "in the middle")
+	if got := get(t, b, "k"); got != "in the middle" {
+		t.Fatalf("got %q", got)
+	}
+	if origin.reads.Load() != 0 {
+		t.Error("the origin was read although the middle profile had the object")
+	}
+	eventually(t, "write-back to the fastest profile", func() bool { return has(fast.mem(), "k", "in the middle") })
+	if st := tr.Status(); !st[2].Origin || st[0].Origin || st[2].Name != "origin" {
+		t.Errorf("status %+v", st)
+	}
+}
+
+func TestCopyWhenCacheLacksSource(t *testing.T) {
+	tr, b, fast, origin := setup(t, Options{Policy: All})
+	put(t, origin.mem(), "src", "origin only")
+	put(t, fast.mem(), "dst", "old dst in the cache")
+	put(t, origin.mem(), "dst", "old dst in the cache")
+	if err := b.Copy(ctx, "dst", "src", nil); err != nil {
+		t.Fatalf("copy with the source only in the origin: %v", err)
+	}
+	if got := get(t, b, "dst"); got != "origin only" {
+		t.Fatalf("read after copy: %q (the cache's old dst must not be served)", got)
+	}
+	eventually(t, "cache repaired", func() bool { return has(fast.mem(), "dst", "origin only") && tr.PendingRepairs() == 0 })
+	if err := b.Copy(ctx, "x", "nowhere", nil); gcerrors.Code(err) != gcerrors.NotFound {
+		t.Errorf("copy of a missing source: %v, want NotFound", err)
+	}
+}
+
+func TestMidReadFallbackRefusesAnotherVersion(t *testing.T) {
+	_, b, fast, origin := setup(t, Options{CheckInterval: -1})
+	put(t, fast.mem(), "k", "AAAAAAAA")
+	put(t, origin.mem(), "k", "BBBBBBBBBBBB")
+	fast.badRead.Store(true)
+	got, err := b.ReadAll(ctx, "k")
+	if err == nil {
+		t.Fatalf("read spliced two versions: %q", got)
+	}
+}
