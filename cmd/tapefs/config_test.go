@@ -107,12 +107,16 @@ func TestBackendProfiles(t *testing.T) {
 		{"home", "file://" + filepath.Join(home, "tapes") + "?metadata=skip", ""},
 		{"rel", "file://" + filepath.Join(wd, "sub/dir"), ""},
 		{"team", "s3://b?region=x", ""},
-		{"file://~/direct", "file://" + filepath.Join(home, "direct"), ""},
+		{"file://~/direct", "file://" + filepath.Join(home, "direct"), ""}, // expanded, not created
 		{"nope", "", "known profiles: home, rel, team"},
 	}
 	for _, tc := range tests {
-		sf.Backend = tc.backend
-		got, err := sf.backendURL()
+		sf.Backend = []string{tc.backend}
+		urls, err := sf.backendURLs()
+		got := ""
+		if len(urls) == 1 {
+			got = urls[0].URL
+		}
 		if tc.wantErr != "" {
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Errorf("%s: err = %v, want %q", tc.backend, err, tc.wantErr)
@@ -127,5 +131,14 @@ func TestBackendProfiles(t *testing.T) {
 		if st, err := os.Stat(dir); err != nil || st.Mode().Perm() != 0o700 {
 			t.Errorf("%s: %v (want a 0700 directory)", dir, err)
 		}
+	}
+	if _, err := os.Stat(filepath.Join(home, "direct")); err == nil {
+		t.Errorf("a --backend URL given as it is created its directory: a typo would make a new store")
+	}
+	// Several --backend: a tier, named by profile or by position.
+	sf.Backend = []string{"home", "file:///srv/x"}
+	urls, err := sf.backendURLs()
+	if err != nil || len(urls) != 2 || urls[0].Name != "home" || urls[1].Name != "store2" {
+		t.Errorf("tier: %+v, %v", urls, err)
 	}
 }

@@ -21,7 +21,6 @@ import (
 	"gocloud.dev/blob"
 	"gocloud.dev/gcerrors"
 
-	"github.com/tapefs/tapefs/backend"
 	"github.com/tapefs/tapefs/importer"
 	"github.com/tapefs/tapefs/indexer"
 )
@@ -136,7 +135,8 @@ func isMemStore(st store) bool {
 func openStore(ctx context.Context, st store) (*blob.Bucket, error) {
 	octx, cancel := context.WithTimeout(ctx, openTimeout)
 	defer cancel()
-	return backend.OpenWith(octx, backend.NewMux(), st.URL, st.Layers)
+	b, _, err := openBucket(octx, st)
+	return b, err
 }
 
 // excludedPaths are the local files of the destination itself, which must

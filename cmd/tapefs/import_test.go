@@ -97,7 +97,7 @@ func TestImportCommand(t *testing.T) {
 	dir, m := writeCorpus(t)
 	storeDir := t.TempDir()
 	url, _ := backend.FileURL(storeDir)
-	flags := StoreFlags{Backend: url}
+	flags := StoreFlags{Backend: []string{url}}
 	st, _ := resolveStore(url, "")
 
 	// A dry run writes nothing: no object, no sidecar.
@@ -163,12 +163,12 @@ func TestImportCommandErrors(t *testing.T) {
 		cmd  ImportCmd
 		want string
 	}{
-		{ImportCmd{StoreFlags: StoreFlags{Backend: url}, Dir: filepath.Join(dir, "nope")}, "does not exist"},
-		{ImportCmd{StoreFlags: StoreFlags{Backend: url}, Dir: filepath.Join(dir, "notes.txt")}, "is not a directory"},
-		{ImportCmd{StoreFlags: StoreFlags{Backend: "file:///no/such/store"}, Dir: dir}, "create the directory, or add ?create_dir=1"},
-		{ImportCmd{StoreFlags: StoreFlags{Backend: "nosuch://x"}, Dir: dir}, "unknown scheme"},
-		{ImportCmd{StoreFlags: StoreFlags{Backend: url}, Dir: dir, Prefix: "/abs"}, "--prefix"},
-		{ImportCmd{StoreFlags: StoreFlags{Backend: "mem://"}, Dir: dir}, "memory store"},
+		{ImportCmd{StoreFlags: StoreFlags{Backend: []string{url}}, Dir: filepath.Join(dir, "nope")}, "does not exist"},
+		{ImportCmd{StoreFlags: StoreFlags{Backend: []string{url}}, Dir: filepath.Join(dir, "notes.txt")}, "is not a directory"},
+		{ImportCmd{StoreFlags: StoreFlags{Backend: []string{"file:///no/such/store"}}, Dir: dir}, "create the directory, or add ?create_dir=1"},
+		{ImportCmd{StoreFlags: StoreFlags{Backend: []string{"nosuch://x"}}, Dir: dir}, "unknown scheme"},
+		{ImportCmd{StoreFlags: StoreFlags{Backend: []string{url}}, Dir: dir, Prefix: "/abs"}, "--prefix"},
+		{ImportCmd{StoreFlags: StoreFlags{Backend: []string{"mem://"}}, Dir: dir}, "memory store"},
 	} {
 		_, err := runImport(t, c.cmd)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
@@ -230,7 +230,7 @@ func TestImportRefreshesRunningMount(t *testing.T) {
 	refreshes := fakeMount(t, "/mnt/fake", st.Meta, st.Redacted)
 	otherRefreshes := fakeMount(t, "/mnt/other", "/elsewhere/other.db", st.Redacted)
 
-	out, err := runImport(t, ImportCmd{StoreFlags: StoreFlags{Backend: url}, Dir: dir})
+	out, err := runImport(t, ImportCmd{StoreFlags: StoreFlags{Backend: []string{url}}, Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,7 +252,7 @@ func TestImportStaleMountEntry(t *testing.T) {
 	url, _ := backend.FileURL(t.TempDir())
 	st, _ := resolveStore(url, "")
 	writeMountInfo(mountInfo{Mountpoint: "/mnt/dead", Meta: st.Meta, Backend: st.Redacted})
-	out, err := runImport(t, ImportCmd{StoreFlags: StoreFlags{Backend: url}, Dir: dir})
+	out, err := runImport(t, ImportCmd{StoreFlags: StoreFlags{Backend: []string{url}}, Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,7 +20,6 @@ import (
 
 	"github.com/alecthomas/kong"
 
-	"github.com/tapefs/tapefs/backend"
 	"github.com/tapefs/tapefs/indexer"
 	"github.com/tapefs/tapefs/meta"
 	"github.com/tapefs/tapefs/tape"
@@ -300,7 +299,7 @@ func openIndex(ctx context.Context, sf StoreFlags, log *slog.Logger) (*meta.Side
 	}
 	if _, err := os.Stat(st.Meta); err != nil {
 		fmt.Fprintf(os.Stderr, "tapefs: %s has no index yet; indexing it now\n", st.Redacted)
-		bucket, err := backend.OpenWith(ctx, backend.NewMux(), st.URL, st.Layers)
+		bucket, _, err := openBucket(ctx, st)
 		if err != nil {
 			return nil, err
 		}
@@ -347,7 +346,7 @@ func reopenReadWrite(path string) error {
 // queryIndex opens the index to query for ls and search: that of the mount
 // --paths names when no store is given, else that of the store.
 func queryIndex(ctx context.Context, sf StoreFlags, of OutputFlags, log *slog.Logger) (*meta.Sidecar, error) {
-	if of.Paths != "" && sf.Backend == "" && sf.Meta == "" {
+	if of.Paths != "" && len(sf.Backend) == 0 && sf.Meta == "" {
 		if mi, ok := findMount(of.Paths); ok && mi.Meta != "" {
 			return openSidecarReadOnly(mi.Meta)
 		}

@@ -12,7 +12,9 @@ import (
 	"strings"
 
 	"github.com/alecthomas/kong"
+	"github.com/tapefs/tapefs/backend"
 	"github.com/tapefs/tapefs/backend/compress"
+	"github.com/tapefs/tapefs/backend/tier"
 )
 
 // Globals are flags every command takes.
@@ -23,9 +25,10 @@ type Globals struct {
 
 // StoreFlags choose a store and its sidecar.
 type StoreFlags struct {
-	Backend string            `help:"Store URL (file:///DIR, mem://, sqlite://FILE, s3://BUCKET?region=R&endpoint=URL&use_path_style=true, gs://BUCKET, azblob://CONTAINER) or the name of a profile. Default: the embedded store in $XDG_DATA_HOME/tapefs/tapes." env:"TAPEFS_BACKEND" placeholder:"URL|PROFILE"`
-	Profile map[string]string `help:"Name a store: NAME=URL (repeat it, or separate with ;); --backend NAME then opens it. The config file's [profiles] table does the same. In file:// URLs ~ and relative paths are expanded and the directory is created." env:"TAPEFS_PROFILE" mapsep:";" placeholder:"NAME=URL"`
-	Meta    string            `help:"Sidecar index (SQLite) file. Default: one per store under $XDG_DATA_HOME/tapefs." env:"TAPEFS_META" placeholder:"FILE"`
+	Backend     []string          `help:"Store URL (file:///DIR, mem://, sqlite://FILE, s3://BUCKET?region=R&endpoint=URL&use_path_style=true, gs://BUCKET, azblob://CONTAINER) or the name of a profile. Repeat it for a tier of stores: reads go to the fastest healthy one and fall back to the others, writes go to all; list the authoritative store (the origin, whose listing is the tree) last. Default: the embedded store in $XDG_DATA_HOME/tapefs/tapes." env:"TAPEFS_BACKEND" sep:";" placeholder:"URL|PROFILE"`
+	WritePolicy string            `help:"With several --backend: when a write, copy or delete succeeds: all (every store took it), any (one did), or primary (the first did; the others best effort). A store that missed one is repaired in the background." default:"all" enum:"all,any,primary" env:"TAPEFS_WRITE_POLICY"`
+	Profile     map[string]string `help:"Name a store: NAME=URL (repeat it, or separate with ;); --backend NAME then opens it. The config file's [profiles] table does the same. In file:// URLs ~ and relative paths are expanded and the directory is created." env:"TAPEFS_PROFILE" mapsep:";" placeholder:"NAME=URL"`
+	Meta        string            `help:"Sidecar index (SQLite) file. Default: one per store under $XDG_DATA_HOME/tapefs." env:"TAPEFS_META" placeholder:"FILE"`
 	// Compress is shared by every command that opens the store, so that
 	// mount, import and reindex agree on what they read and write.
 	Compress string `help:"Transparent zstd compression in the store (seekable frames, so range reads stay cheap): off; on (objects over 1MiB); a threshold size such as 4MiB; or read (decode compressed objects, write none). A store written with compression must be opened with it." default:"off" env:"TAPEFS_COMPRESS" placeholder:"off|on|SIZE|read"`
@@ -34,13 +37,34 @@ type StoreFlags struct {
 // resolve applies the defaults of the store flags (see resolveStore) and
 // parses the layers they ask for.
 func (sf StoreFlags) resolve() (store, error) {
-	u, err := sf.backendURL()
+	urls, err := sf.backendURLs()
 	if err != nil {
 		return store{}, err
+	}
+	u := ""
+	if len(urls) == 1 {
+		u = urls[0].URL
+	} else if len(urls) > 1 {
+		u = tierURL(urls)
 	}
 	st, err := resolveStore(u, sf.Meta)
 	if err != nil {
 		return st, err
+	}
+	if len(urls) > 1 {
+		st.Profiles = urls
+		st.Redacted = tierRedacted(urls)
+	} else {
+		st.Profiles = []backend.NamedURL{{Name: "default", URL: st.URL}}
+		if len(urls) == 1 {
+			st.Profiles[0].Name = urls[0].Name
+		}
+	}
+	if st.Policy, err = tier.ParsePolicy(sf.WritePolicy); err != nil {
+		if sf.WritePolicy != "" {
+			return st, err
+		}
+		st.Policy = tier.All
 	}
 	v := strings.TrimSpace(sf.Compress)
 	switch strings.ToLower(v) {
@@ -80,35 +104,69 @@ func newLogger(level string) *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
 }
 
-// backendURL is --backend as a URL: a profile's, or the flag itself;
+// backendURLs are the --backend values as URLs, named: a profile's name,
+// or "default" for a URL given as it is (store1, store2, … in a tier).
 // file:// URLs get ~ and relative paths expanded, and their directory made.
-func (sf StoreFlags) backendURL() (string, error) {
-	b := strings.TrimSpace(sf.Backend)
-	if b == "" {
-		return "", nil
-	}
-	if !strings.Contains(b, "://") {
-		u, ok := sf.Profile[b]
-		if !ok {
-			names := make([]string, 0, len(sf.Profile))
-			for n := range sf.Profile {
-				names = append(names, n)
-			}
-			sort.Strings(names)
-			known := "none are defined"
-			if len(names) > 0 {
-				known = "known profiles: " + strings.Join(names, ", ")
-			}
-			return "", fmt.Errorf("--backend %q is neither a store URL nor a profile (%s; define one with --profile NAME=URL or in the config file's [profiles])", b, known)
+func (sf StoreFlags) backendURLs() ([]backend.NamedURL, error) {
+	var out []backend.NamedURL
+	for i, b := range sf.Backend {
+		b = strings.TrimSpace(b)
+		if b == "" {
+			continue
 		}
-		b = u
+		name := "default"
+		if len(sf.Backend) > 1 {
+			name = fmt.Sprintf("store%d", i+1)
+		}
+		profile := !strings.Contains(b, "://")
+		if profile {
+			u, ok := sf.Profile[b]
+			if !ok {
+				names := make([]string, 0, len(sf.Profile))
+				for n := range sf.Profile {
+					names = append(names, n)
+				}
+				sort.Strings(names)
+				known := "none are defined"
+				if len(names) > 0 {
+					known = "known profiles: " + strings.Join(names, ", ")
+				}
+				return nil, fmt.Errorf("--backend %q is neither a store URL nor a profile (%s; define one with --profile NAME=URL or in the config file's [profiles])", b, known)
+			}
+			name, b = sf.Backend[i], u
+		}
+		// A profile's directory is made on first use; a URL given as it is
+		// must name one that exists (a typo must not create a new store).
+		u, err := expandFileURL(b, profile)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, backend.NamedURL{Name: name, URL: u})
 	}
-	return expandFileURL(b)
+	return out, nil
 }
 
-// expandFileURL expands ~ and a relative path in a file:// URL and creates
-// the directory (0700); other URLs are returned as they are.
-func expandFileURL(raw string) (string, error) {
+// tierURL identifies a tier (for its default sidecar): its URLs in order.
+func tierURL(urls []backend.NamedURL) string {
+	parts := make([]string, len(urls))
+	for i, u := range urls {
+		parts[i] = u.URL
+	}
+	return "tier:" + strings.Join(parts, " ")
+}
+
+// tierRedacted names a tier in messages: NAME=URL + … with secrets hidden.
+func tierRedacted(urls []backend.NamedURL) string {
+	parts := make([]string, len(urls))
+	for i, u := range urls {
+		parts[i] = u.Name + "=" + backend.Redact(u.URL)
+	}
+	return strings.Join(parts, " + ")
+}
+
+// expandFileURL expands ~ and a relative path in a file:// URL and, with
+// create, makes the directory (0700); other URLs are returned as they are.
+func expandFileURL(raw string, create bool) (string, error) {
 	rest, ok := strings.CutPrefix(raw, "file://")
 	if !ok {
 		return raw, nil
@@ -128,8 +186,10 @@ func expandFileURL(raw string) (string, error) {
 		}
 		path = abs
 	}
-	if err := os.MkdirAll(path, 0o700); err != nil {
-		return "", fmt.Errorf("cannot create the store directory %s: %w", path, err)
+	if create {
+		if err := os.MkdirAll(path, 0o700); err != nil {
+			return "", fmt.Errorf("cannot create the store directory %s: %w", path, err)
+		}
 	}
 	out := "file://" + filepath.ToSlash(path)
 	if query != "" {

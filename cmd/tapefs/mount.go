@@ -21,7 +21,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/tapefs/tapefs/backend"
+	"github.com/tapefs/tapefs/backend/tier"
 	"github.com/tapefs/tapefs/cache"
 	"github.com/tapefs/tapefs/fsnode"
 	"github.com/tapefs/tapefs/indexer"
@@ -199,14 +199,13 @@ func (c *MountCmd) serve(log *slog.Logger, ready func(error)) error {
 		return err
 	}
 	ctx := context.Background()
-	mux := backend.NewMux()
 	openCtx, cancel := context.WithTimeout(ctx, c.Timeout)
 	var registry *prometheus.Registry
 	if c.MetricsAddr != "" {
 		registry = prometheus.NewRegistry()
 		st.Layers.Metrics, st.Layers.Profile, st.Layers.Logger = registry, "default", log
 	}
-	bucket, err := backend.OpenWith(openCtx, mux, st.URL, st.Layers)
+	bucket, tr, err := openBucket(openCtx, st)
 	cancel()
 	if err != nil {
 		return err
@@ -268,7 +267,7 @@ func (c *MountCmd) serve(log *slog.Logger, ready func(error)) error {
 		server.Unmount()
 		return fmt.Errorf("mount on %s does not answer: %w", c.Mountpoint, err)
 	}
-	d := &daemon{cmd: c, log: log, store: st, tree: tree, ix: ix, sc: sc, bucket: bucket, server: server, done: make(chan struct{})}
+	d := &daemon{cmd: c, log: log, store: st, tree: tree, ix: ix, sc: sc, bucket: bucket, tier: tr, server: server, done: make(chan struct{})}
 	if err := d.listen(); err != nil {
 		server.Unmount()
 		return err
@@ -319,6 +318,7 @@ type daemon struct {
 	ix     *indexer.Indexer
 	sc     *meta.Sidecar
 	bucket *blob.Bucket
+	tier   *tier.Tier // the tier of several stores, or nil
 	server *fuse.Server
 	ln     net.Listener
 
@@ -462,6 +462,19 @@ type statusReport struct {
 	Index       meta.Stats             `json:"index"`
 	LastRefresh time.Time              `json:"last_refresh,omitempty"`
 	RefreshErr  string                 `json:"last_refresh_error,omitempty"`
+	Profiles    []profileStatus        `json:"profiles,omitempty"`
+}
+
+// profileStatus is one store of a tier, as tapefs status shows it.
+type profileStatus struct {
+	Name              string  `json:"name"`
+	Origin            bool    `json:"origin"`
+	Reachable         bool    `json:"reachable"`
+	LatencyMS         float64 `json:"latency_ms"`
+	PendingWriteBacks int64   `json:"pending_write_backs"`
+	DroppedWriteBacks int64   `json:"dropped_write_backs"`
+	PendingRepairs    int     `json:"pending_repairs"`
+	LastError         string  `json:"last_error,omitempty"`
 }
 
 func (d *daemon) handleStatus(w http.ResponseWriter, r *http.Request) {
@@ -476,6 +489,13 @@ func (d *daemon) handleStatus(w http.ResponseWriter, r *http.Request) {
 	}
 	if rep.Pending == nil {
 		rep.Pending = []fsnode.PendingUpload{}
+	}
+	if d.tier != nil {
+		for _, p := range d.tier.Status() {
+			rep.Profiles = append(rep.Profiles, profileStatus{Name: p.Name, Origin: p.Origin, Reachable: p.Reachable,
+				LatencyMS: float64(p.Latency.Microseconds()) / 1000, PendingWriteBacks: p.PendingWriteBacks,
+				DroppedWriteBacks: p.DroppedWriteBacks, PendingRepairs: p.PendingRepairs, LastError: p.LastError})
+		}
 	}
 	writeJSON(w, http.StatusOK, rep)
 }

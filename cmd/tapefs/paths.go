@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -8,6 +9,8 @@ import (
 	"path/filepath"
 
 	"github.com/tapefs/tapefs/backend"
+	"github.com/tapefs/tapefs/backend/tier"
+	"gocloud.dev/blob"
 )
 
 // xdgDir returns $env, or $HOME/fallback when it is unset.
@@ -51,6 +54,20 @@ type store struct {
 	Meta     string // sidecar path
 	Embedded bool
 	Layers   backend.Layers // what backend.OpenWith stacks over the store
+	// Profiles are the stores to open: one, or a tier (the last is the
+	// origin), written to under Policy.
+	Profiles []backend.NamedURL
+	Policy   tier.WritePolicy
+}
+
+// openBucket opens st's store, or the tier of its stores (returned too, for
+// its status).
+func openBucket(ctx context.Context, st store) (*blob.Bucket, *tier.Tier, error) {
+	profiles := st.Profiles
+	if len(profiles) == 0 {
+		profiles = []backend.NamedURL{{Name: "default", URL: st.URL}}
+	}
+	return backend.OpenProfiles(ctx, backend.NewMux(), profiles, st.Layers, tier.Options{Policy: st.Policy, Logger: st.Layers.Logger})
 }
 
 // resolveStore applies the defaults: no backend means the embedded file://

@@ -27,7 +27,7 @@ func TestReindexCommand(t *testing.T) {
 	storeDir := t.TempDir()
 	url, _ := backend.FileURL(storeDir)
 	st, _ := resolveStore(url, "")
-	if _, err := runImport(t, ImportCmd{StoreFlags: StoreFlags{Backend: url}, Dir: dir}); err != nil {
+	if _, err := runImport(t, ImportCmd{StoreFlags: StoreFlags{Backend: []string{url}}, Dir: dir}); err != nil {
 		t.Fatal(err)
 	}
 	before := indexedKeys(t, st.Meta)
@@ -39,7 +39,7 @@ func TestReindexCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.WriteFile(st.Meta+"-wal", []byte("stale"), 0o600)
-	out, err := runReindex(t, ReindexCmd{StoreFlags: StoreFlags{Backend: url}})
+	out, err := runReindex(t, ReindexCmd{StoreFlags: StoreFlags{Backend: []string{url}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +63,7 @@ func TestReindexRefusesWhileMounted(t *testing.T) {
 	url, _ := backend.FileURL(t.TempDir())
 	st, _ := resolveStore(url, "")
 	fakeMount(t, "/mnt/busy", st.Meta, st.Redacted)
-	_, err := runReindex(t, ReindexCmd{StoreFlags: StoreFlags{Backend: url}})
+	_, err := runReindex(t, ReindexCmd{StoreFlags: StoreFlags{Backend: []string{url}}})
 	if err == nil || !strings.Contains(err.Error(), "in use by the mount at /mnt/busy") || !strings.Contains(err.Error(), "tapefs unmount /mnt/busy") {
 		t.Fatalf("err = %v, want a refusal naming the mount and the fix", err)
 	}
@@ -77,7 +77,7 @@ func TestReindexRefusesWhileMounted(t *testing.T) {
 	st, _ = resolveStore(url, "")
 	fakeMount(t, "/mnt/other", "/elsewhere.db", st.Redacted)
 	writeMountInfo(mountInfo{Mountpoint: "/mnt/dead", Meta: st.Meta, Backend: st.Redacted})
-	if _, err := runReindex(t, ReindexCmd{StoreFlags: StoreFlags{Backend: url}}); err != nil {
+	if _, err := runReindex(t, ReindexCmd{StoreFlags: StoreFlags{Backend: []string{url}}}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -76,20 +76,20 @@ func (c *ShowCmd) Run(g *Globals, log *slog.Logger) error {
 			return fmt.Errorf("%s is not a path in the mount at %s", ref, c.Mount)
 		}
 		key, path, mountDir = filepath.ToSlash(rel), abs, mp
-		if mi, ok := findMount(c.Mount); ok && sf.Backend == "" && sf.Meta == "" {
+		if mi, ok := findMount(c.Mount); ok && len(sf.Backend) == 0 && sf.Meta == "" {
 			sf.Meta = mi.Meta
 		}
 	} else if looksLikePath(ref) {
 		if mi, k, ok := mountOf(ref); ok && k != "" {
 			key, path, mountDir = k, filepath.Join(mi.Mountpoint, filepath.FromSlash(k)), mi.Mountpoint
-			if sf.Backend == "" && sf.Meta == "" {
+			if len(sf.Backend) == 0 && sf.Meta == "" {
 				sf.Meta = mi.Meta
 			}
 		}
 	}
 	var sc *meta.Sidecar
 	var err error
-	if sf.Backend == "" && sf.Meta != "" {
+	if len(sf.Backend) == 0 && sf.Meta != "" {
 		if _, serr := os.Stat(sf.Meta); serr == nil {
 			sc, err = openSidecarReadOnly(sf.Meta)
 		}

@@ -70,11 +70,11 @@ var allBackends = []backend{
 
 // selectedBackends are the backends of the shared test table:
 // $TAPEFS_E2E_BACKENDS, default all of them (file, mem, the real S3
-// server, and a compressed file:// store).
+// server, a compressed file:// store, and a tier of mem:// over file://).
 func selectedBackends(t *testing.T) []backend {
 	want := os.Getenv("TAPEFS_E2E_BACKENDS")
 	if want == "" {
-		want = "file,mem,s3,zstd"
+		want = "file,mem,s3,zstd,tier"
 	}
 	var out []backend
 	for _, name := range strings.Split(want, ",") {

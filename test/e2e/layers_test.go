@@ -15,6 +15,7 @@ import (
 
 	"github.com/tapefs/tapefs/backend/compress"
 	"gocloud.dev/blob"
+	"gocloud.dev/blob/fileblob"
 )
 
 // zstdThreshold is the compression threshold of the zstd backend: low, so
@@ -37,7 +38,14 @@ func newZstdStore(t *testing.T) Store {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &zstdStore{fileStore: fs, logical: compress.Wrap(fs.bucket, compress.Options{Threshold: th})}
+	// The layer's marker is metadata: this bucket keeps it (.attrs files),
+	// as the daemon's file:// store does.
+	withAttrs, err := fileblob.OpenBucket(fs.dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { withAttrs.Close() })
+	return &zstdStore{fileStore: fs, logical: compress.Wrap(withAttrs, compress.Options{Threshold: th})}
 }
 
 func (s *zstdStore) Kind() string         { return "zstd" }
