@@ -118,6 +118,9 @@ func (n *dirNode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse
 	if err := keypath.ValidName(name); err != nil {
 		return nil, n.fsys.errno("mkdir", p, err)
 	}
+	if err := keypath.CheckNewKey(keypath.DirMarkerKey(p)); err != nil {
+		return nil, n.fsys.errno("mkdir", p, err)
+	}
 	ctx, cancel := n.fsys.mutating(ctx)
 	defer cancel()
 	if _, ok, err := n.fsys.sc.Lookup(local(ctx), dir, name); err != nil {
@@ -234,6 +237,9 @@ func (n *dirNode) Create(ctx context.Context, name string, flags uint32, mode ui
 	if err := keypath.ValidName(name); err != nil {
 		return nil, nil, 0, n.fsys.errno("create", p, err)
 	}
+	if err := keypath.CheckNewKey(p); err != nil {
+		return nil, nil, 0, n.fsys.errno("create", p, err)
+	}
 	if _, ok, err := n.fsys.sc.Lookup(local(ctx), dir, name); err != nil {
 		return nil, nil, 0, n.fsys.errno("create", p, err)
 	} else if ok {
@@ -292,6 +298,9 @@ func (n *dirNode) Rename(ctx context.Context, name string, newParent fs.InodeEmb
 		return syscall.EINVAL
 	}
 	if err := keypath.ValidName(newName); err != nil {
+		return n.fsys.errno("rename", dst, err)
+	}
+	if err := n.fsys.checkRenamedKeys(ctx, src, dst); err != nil {
 		return n.fsys.errno("rename", dst, err)
 	}
 	ctx, cancel := n.fsys.mutating(ctx)

@@ -35,7 +35,7 @@ func toErrno(log *slog.Logger, op, path string, err error) syscall.Errno {
 		return errno
 	case errors.Is(err, errReadOnly):
 		return syscall.EROFS
-	case errors.Is(err, keypath.ErrTooLong):
+	case errors.Is(err, keypath.ErrTooLong), errors.Is(err, keypath.ErrKeyLong):
 		return syscall.ENAMETOOLONG
 	case errors.Is(err, keypath.ErrEmpty), errors.Is(err, keypath.ErrDot),
 		errors.Is(err, keypath.ErrControl), errors.Is(err, keypath.ErrBadUTF8),

@@ -75,6 +75,26 @@ func (f *FS) rename(ctx context.Context, sdir, sname, ddir, dname string, noRepl
 	return f.keepDir(ctx, sdir)
 }
 
+// checkRenamedKeys refuses a rename of src to dst that would make a key
+// longer than the stores allow (for a directory: any key below it).
+func (f *FS) checkRenamedKeys(ctx context.Context, src, dst string) error {
+	if err := keypath.CheckNewKey(dst); err != nil || len(dst) <= len(src) {
+		return err
+	}
+	objs, err := f.sc.ObjectsUnder(local(ctx), src)
+	if err != nil {
+		return err
+	}
+	for _, o := range objs {
+		if strings.HasPrefix(o.Key, src+"/") {
+			if err := keypath.CheckNewKey(dst + o.Key[len(src):]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 func (f *FS) removeEmptyDir(ctx context.Context, p string) error {
 	if err := f.bucket.Delete(ctx, keypath.DirMarkerKey(p)); err != nil && gcerrors.Code(err) != gcerrors.NotFound {
 		return err

@@ -15,6 +15,11 @@ import (
 // MaxName is the longest segment a Linux file system accepts.
 const MaxName = 255
 
+// MaxKey is the longest key written through the mount: the limit of S3,
+// Google Cloud Storage and Azure Blob Storage, kept for every store so that
+// a tree can move between them.
+const MaxKey = 1024
+
 // Sentinel errors, so callers can tell why a key or name was refused.
 var (
 	ErrEmpty    = errors.New("empty name")
@@ -25,7 +30,17 @@ var (
 	ErrSlash    = errors.New("'/' in a name")
 	ErrEmptySeg = errors.New("empty segment ('//', or '/' at the start)")
 	ErrEmptyKey = errors.New("empty key")
+	ErrKeyLong  = errors.New("key longer than 1024 bytes (the limit of S3, GCS and Azure)")
 )
+
+// CheckNewKey says whether a key (a directory marker with its trailing
+// '/') is short enough to be written through the mount.
+func CheckNewKey(key string) error {
+	if len(key) > MaxKey {
+		return ErrKeyLong
+	}
+	return nil
+}
 
 // Place is where a key appears in the tree. Dir is the slash-joined parent
 // directory ("" for the root). A key ending in '/' is a directory marker: it
