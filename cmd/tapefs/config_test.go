@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -141,4 +142,27 @@ func TestBackendProfiles(t *testing.T) {
 	if err != nil || len(urls) != 2 || urls[0].Name != "home" || urls[1].Name != "store2" {
 		t.Errorf("tier: %+v, %v", urls, err)
 	}
+}
+
+// FuzzConfig: any config file is either refused with an error or applied;
+// parsing never panics.
+func FuzzConfig(f *testing.F) {
+	for _, s := range []string{"", "backend = \"x\"\n", "[profiles]\na = \"mem://\"\n", "[mount]\nattr_timeout = \"1s\"\n",
+		"compress = 3\n", "bogus = [1, 2]\n", "[ls]\njson = true\nlimit = 5\n", "a = {b = 1}\n"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, config string) {
+		path := filepath.Join(t.TempDir(), "c.toml")
+		if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var cli CLI
+		k, err := kong.New(&cli, kong.Name("tapefs"), kong.Configuration(configLoader, path),
+			kong.Exit(func(int) {}), kong.Writers(io.Discard, io.Discard))
+		if err != nil {
+			return // refused at load: fine
+		}
+		k.Parse([]string{"ls"})
+		k.Parse([]string{"mount", "/mnt"})
+	})
 }

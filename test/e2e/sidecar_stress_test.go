@@ -57,12 +57,12 @@ func (s *opStats) fail(format string, args ...any) {
 	s.errs = append(s.errs, fmt.Sprintf(format, args...))
 }
 
-// stressDuration is 10 s, or 30 s with TAPEFS_E2E_LONG=1.
+// stressDuration is 30 s, or 5 min with TAPEFS_E2E_LONG=1 (a nightly run).
 func stressDuration() time.Duration {
 	if os.Getenv("TAPEFS_E2E_LONG") == "1" {
-		return 30 * time.Second
+		return 5 * time.Minute
 	}
-	return 10 * time.Second
+	return 30 * time.Second
 }
 
 // stressContent is writer w's n-th file: size bytes of JSON lines.
@@ -76,7 +76,7 @@ func stressContent(w, n, size int) []byte {
 
 // TestSidecarStress: 8 writers and 8 readers through the mount, and
 // `tapefs ls --json` on the same sidecar in a loop, for 10 s (30 s with
-// TAPEFS_E2E_LONG=1). No operation fails, in particular none with
+// TAPEFS_E2E_LONG=1: 5 min). No operation fails, in particular none with
 // "database is locked" (SQLITE_BUSY), nor does the daemon log one; the
 // readers read the seeded tapes' exact bytes; and afterwards the store
 // holds each file's last closed version and the index (ls --json, ls -l of
