@@ -267,8 +267,15 @@ func selectIDs(ctx context.Context, db querier, q string, args []any) ([]int64, 
 func orderFirst(ctx context.Context, db querier, f TapeFilter) (bool, error) {
 	key := strings.TrimPrefix(f.Sort, "-")
 	ffs := f.facetFilters()
-	if f.Limit <= 0 || (key != "" && key != SortCreated) || len(ffs) == 0 || f.Session != "" || f.IDPrefix != "" {
+	if f.Limit <= 0 || (key != "" && key != SortCreated) || f.Session != "" || f.IDPrefix != "" {
 		return false, nil
+	}
+	if len(ffs) == 0 {
+		// Nothing drives the query better than creation order itself. Left
+		// to itself, SQLite with statistics (after PRAGMA optimize) sorts
+		// every tape to keep the newest few: 65-330 ms on 100,000 tapes,
+		// against about a millisecond for the walk.
+		return true, nil
 	}
 	// N: SQLite's own statistics when it has gathered them (PRAGMA
 	// optimize), else the highest id (an overestimate: ids count
