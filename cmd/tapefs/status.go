@@ -53,6 +53,27 @@ func (c *StatusCmd) Run(g *Globals, log *slog.Logger) error {
 		for _, p := range rep.Pending {
 			fmt.Printf("    %s  %s\n", p.Key, p.Error)
 		}
+		if len(rep.Profiles) > 0 {
+			fmt.Printf("  stores:\n")
+		}
+		for _, p := range rep.Profiles {
+			role, state := "", "reachable"
+			if p.Origin {
+				role = " (origin)"
+			}
+			if !p.Reachable {
+				state = "unreachable"
+			}
+			fmt.Printf("    %s%s: %s, latency %.1f ms, %d write-backs and %d repairs pending", p.Name, role, state,
+				p.LatencyMS, p.PendingWriteBacks, p.PendingRepairs)
+			if p.DroppedWriteBacks > 0 {
+				fmt.Printf(", %d write-backs dropped", p.DroppedWriteBacks)
+			}
+			if p.LastError != "" {
+				fmt.Printf("; last error: %s", p.LastError)
+			}
+			fmt.Println()
+		}
 	}
 	return nil
 }
