@@ -7,7 +7,6 @@ import (
 	"database/sql"
 	"errors"
 	"io"
-	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -16,49 +15,17 @@ import (
 
 	sqlite3 "github.com/mattn/go-sqlite3"
 
+	"github.com/tapefs/tapefs/backend/layer/layertest"
 	"gocloud.dev/blob"
 	"gocloud.dev/blob/driver"
-	"gocloud.dev/blob/drivertest"
 	"gocloud.dev/gcerrors"
 )
 
-type harness struct {
-	path   string
-	prefix string
-	open   []*Bucket
-}
-
-func (h *harness) MakeDriver(ctx context.Context) (driver.Bucket, error) {
-	b, err := Open(ctx, h.path)
-	if err != nil {
-		return nil, err
-	}
-	if h.prefix != "" {
-		return driver.NewPrefixedBucket(b, h.prefix), nil
-	}
-	return b, nil
-}
-
-func (h *harness) MakeDriverForNonexistentBucket(ctx context.Context) (driver.Bucket, error) {
-	return nil, nil
-}
-func (h *harness) HTTPClient() *http.Client         { return nil }
-func (h *harness) SupportsCopy() bool               { return true }
-func (h *harness) SupportsNonSlashDelimiters() bool { return true }
-func (h *harness) Close()                           {}
-
 func TestConformance(t *testing.T) {
-	for _, prefix := range []string{"", "some/prefix/dir/"} {
-		name := "plain"
-		if prefix != "" {
-			name = "prefixed"
-		}
-		t.Run(name, func(t *testing.T) {
-			drivertest.RunConformanceTests(t, func(ctx context.Context, t *testing.T) (drivertest.Harness, error) {
-				return &harness{path: filepath.Join(t.TempDir(), "tapes.db"), prefix: prefix}, nil
-			}, []drivertest.AsTest{verifyAs{}})
-		})
-	}
+	layertest.RunDrivers(t, func(t *testing.T) layertest.Maker {
+		path := filepath.Join(t.TempDir(), "tapes.db")
+		return func(ctx context.Context) (driver.Bucket, error) { return Open(ctx, path) }
+	}, verifyAs{})
 }
 
 // verifyAs checks that the bucket exposes its *sql.DB.

@@ -4,16 +4,15 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/tapefs/tapefs/backend/layer"
+	"github.com/tapefs/tapefs/backend/layer/layertest"
 	"gocloud.dev/blob"
 	"gocloud.dev/blob/driver"
-	"gocloud.dev/blob/drivertest"
 	"gocloud.dev/blob/memblob"
 	"gocloud.dev/gcerrors"
 )
@@ -28,48 +27,19 @@ func (keepOpen) Close() error { return nil }
 
 func shared(b *blob.Bucket) *blob.Bucket { return blob.NewBucket(&keepOpen{layer.Base{Inner: b}}) }
 
-type harness struct {
-	t      *testing.T
-	mems   []*blob.Bucket
-	prefix string
-	policy WritePolicy
-}
-
-func (h *harness) MakeDriver(ctx context.Context) (driver.Bucket, error) {
-	tr, err := New(ctx, []Profile{{"fast", shared(h.mems[0])}, {"origin", shared(h.mems[1])}},
-		Options{Policy: h.policy, CloseTimeout: time.Second})
-	if err != nil {
-		return nil, err
-	}
-	var drv driver.Bucket = tr
-	if h.prefix != "" {
-		drv = driver.NewPrefixedBucket(drv, h.prefix)
-	}
-	return drv, nil
-}
-
-func (h *harness) MakeDriverForNonexistentBucket(ctx context.Context) (driver.Bucket, error) {
-	return nil, nil
-}
-func (h *harness) HTTPClient() *http.Client         { return nil }
-func (h *harness) SupportsCopy() bool               { return true }
-func (h *harness) SupportsNonSlashDelimiters() bool { return true }
-func (h *harness) Close()                           {}
-
+// TestConformance runs gocloud's suite over a tier of two memblobs, for
+// every write policy.
 func TestConformance(t *testing.T) {
 	for _, policy := range []WritePolicy{All, Any, Primary} {
-		for _, prefix := range []string{"", "some/prefix/dir/"} {
-			name := policy.String() + "/plain"
-			if prefix != "" {
-				name = policy.String() + "/prefixed"
-			}
-			t.Run(name, func(t *testing.T) {
-				drivertest.RunConformanceTests(t, func(ctx context.Context, t *testing.T) (drivertest.Harness, error) {
-					return &harness{t: t, prefix: prefix, policy: policy,
-						mems: []*blob.Bucket{memblob.OpenBucket(nil), memblob.OpenBucket(nil)}}, nil
-				}, nil)
+		t.Run(policy.String(), func(t *testing.T) {
+			layertest.RunDrivers(t, func(t *testing.T) layertest.Maker {
+				mems := []*blob.Bucket{memblob.OpenBucket(nil), memblob.OpenBucket(nil)}
+				return func(ctx context.Context) (driver.Bucket, error) {
+					return New(ctx, []Profile{{"fast", shared(mems[0])}, {"origin", shared(mems[1])}},
+						Options{Policy: policy, CloseTimeout: time.Second})
+				}
 			})
-		}
+		})
 	}
 }
 

@@ -16,19 +16,20 @@ import (
 // Wrap builds the layer under test over inner.
 type Wrap func(t *testing.T, inner *blob.Bucket) driver.Bucket
 
+// Maker opens a fresh driver over the one store of a conformance test; the
+// suite opens several per test and expects them to see the same objects.
+type Maker func(ctx context.Context) (driver.Bucket, error)
+
 type harness struct {
-	t      *testing.T
-	dir    string
+	make   Maker
 	prefix string
-	wrap   Wrap
 }
 
 func (h *harness) MakeDriver(ctx context.Context) (driver.Bucket, error) {
-	inner, err := fileblob.OpenBucket(h.dir, nil)
+	drv, err := h.make(ctx)
 	if err != nil {
 		return nil, err
 	}
-	drv := h.wrap(h.t, inner)
 	if h.prefix != "" {
 		drv = driver.NewPrefixedBucket(drv, h.prefix)
 	}
@@ -43,8 +44,10 @@ func (h *harness) SupportsCopy() bool               { return true }
 func (h *harness) SupportsNonSlashDelimiters() bool { return true }
 func (h *harness) Close()                           {}
 
-// Run runs the conformance suite for the layer, plain and under a prefix.
-func Run(t *testing.T, wrap Wrap) {
+// RunDrivers runs the conformance suite, plain and under a prefix, for the
+// drivers of any store or layer: newMaker is called once per suite test
+// (with its t, for a fresh store) and returns how to open drivers on it.
+func RunDrivers(t *testing.T, newMaker func(t *testing.T) Maker, asTests ...drivertest.AsTest) {
 	for _, prefix := range []string{"", "some/prefix/dir/"} {
 		name := "plain"
 		if prefix != "" {
@@ -52,8 +55,23 @@ func Run(t *testing.T, wrap Wrap) {
 		}
 		t.Run(name, func(t *testing.T) {
 			drivertest.RunConformanceTests(t, func(ctx context.Context, t *testing.T) (drivertest.Harness, error) {
-				return &harness{t: t, dir: t.TempDir(), prefix: prefix, wrap: wrap}, nil
-			}, nil)
+				return &harness{make: newMaker(t), prefix: prefix}, nil
+			}, asTests)
 		})
 	}
+}
+
+// Run runs the conformance suite for a layer over a real fileblob store,
+// plain and under a prefix.
+func Run(t *testing.T, wrap Wrap) {
+	RunDrivers(t, func(t *testing.T) Maker {
+		dir := t.TempDir()
+		return func(ctx context.Context) (driver.Bucket, error) {
+			inner, err := fileblob.OpenBucket(dir, nil)
+			if err != nil {
+				return nil, err
+			}
+			return wrap(t, inner), nil
+		}
+	})
 }
