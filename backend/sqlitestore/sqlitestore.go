@@ -533,6 +533,16 @@ func (w *writer) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// newBlob gives the writer the row of its upload, whose chunks it writes.
+func (w *writer) newBlob(tx *sql.Tx, now int64) error {
+	res, err := tx.ExecContext(w.ctx, `INSERT INTO blobs (chunk_size, touched) VALUES (?, ?)`, ChunkSize, now)
+	if err != nil {
+		return err
+	}
+	w.blob, err = res.LastInsertId()
+	return err
+}
+
 // flush stores the buffered chunk under the writer's upload.
 func (w *writer) flush() error {
 	if err := w.ctx.Err(); err != nil {
@@ -545,11 +555,7 @@ func (w *writer) flush() error {
 	defer tx.Rollback()
 	now := time.Now().UnixNano()
 	if w.blob == 0 {
-		res, err := tx.ExecContext(w.ctx, `INSERT INTO blobs (chunk_size, touched) VALUES (?, ?)`, ChunkSize, now)
-		if err != nil {
-			return err
-		}
-		if w.blob, err = res.LastInsertId(); err != nil {
+		if err := w.newBlob(tx, now); err != nil {
 			return err
 		}
 	} else if _, err := tx.ExecContext(w.ctx, `UPDATE blobs SET touched = ? WHERE id = ?`, now, w.blob); err != nil {
@@ -610,11 +616,7 @@ func (w *writer) Close() (err error) {
 	defer tx.Rollback()
 	now := time.Now().UnixNano()
 	if w.blob == 0 {
-		res, err := tx.ExecContext(w.ctx, `INSERT INTO blobs (chunk_size, touched) VALUES (?, ?)`, ChunkSize, now)
-		if err != nil {
-			return err
-		}
-		if w.blob, err = res.LastInsertId(); err != nil {
+		if err := w.newBlob(tx, now); err != nil {
 			return err
 		}
 	}
