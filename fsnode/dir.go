@@ -18,16 +18,22 @@ type dirNode struct {
 }
 
 var (
-	_ fs.NodeLookuper  = (*dirNode)(nil)
-	_ fs.NodeGetattrer = (*dirNode)(nil)
-	_ fs.NodeSetattrer = (*dirNode)(nil)
-	_ fs.NodeMkdirer   = (*dirNode)(nil)
-	_ fs.NodeRmdirer   = (*dirNode)(nil)
-	_ fs.NodeUnlinker  = (*dirNode)(nil)
-	_ fs.NodeRenamer   = (*dirNode)(nil)
-	_ fs.NodeCreater   = (*dirNode)(nil)
-	_ fs.NodeStatfser  = (*dirNode)(nil)
+	_ fs.NodeLookuper   = (*dirNode)(nil)
+	_ fs.NodeGetattrer  = (*dirNode)(nil)
+	_ fs.NodeSetattrer  = (*dirNode)(nil)
+	_ fs.NodeMkdirer    = (*dirNode)(nil)
+	_ fs.NodeRmdirer    = (*dirNode)(nil)
+	_ fs.NodeUnlinker   = (*dirNode)(nil)
+	_ fs.NodeRenamer    = (*dirNode)(nil)
+	_ fs.NodeCreater    = (*dirNode)(nil)
+	_ fs.NodeStatfser   = (*dirNode)(nil)
+	_ fs.NodeGetxattrer = (*dirNode)(nil)
 )
+
+// Getxattr: a directory has no attributes (see otherXattr).
+func (n *dirNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	return 0, otherXattr(attr)
+}
 
 func (n *dirNode) path() (string, syscall.Errno) {
 	p, ok := n.fsys.pathOf(&n.Inode)

@@ -51,6 +51,8 @@ type FS struct {
 	root    *dirNode
 	views   *viewNode // the root of .by
 	started time.Time
+	uid     uint32 // the daemon's, see owner
+	gid     uint32
 
 	mu      sync.Mutex
 	staged  map[*fileNode]struct{} // nodes holding a staged write
@@ -133,7 +135,7 @@ func New(opts Options) *FS {
 	opts.Read.fill()
 	f := &FS{opts: opts, log: opts.Logger, bucket: opts.Bucket, sc: opts.Sidecar,
 		staged: map[*fileNode]struct{}{}, created: map[string]time.Time{}, removed: map[string]bool{}, started: time.Now(),
-		uploading: map[*StagedWrite]time.Time{}}
+		uploading: map[*StagedWrite]time.Time{}, uid: uint32(os.Getuid()), gid: uint32(os.Getgid())}
 	f.root = &dirNode{fsys: f}
 	f.views = f.newViewsRoot()
 	return f
@@ -152,8 +154,8 @@ func (f *FS) MountOptions(entryTimeout, attrTimeout time.Duration, allowOther bo
 		EntryTimeout:    &entryTimeout,
 		AttrTimeout:     &attrTimeout,
 		NegativeTimeout: &neg,
-		UID:             uint32(os.Getuid()),
-		GID:             uint32(os.Getgid()),
+		UID:             f.uid,
+		GID:             f.gid,
 	}
 	o.MountOptions = fuse.MountOptions{
 		FsName:       "tapefs",
@@ -221,8 +223,10 @@ func (f *FS) fillAttr(e meta.Entry, a *fuse.Attr) {
 	a.Uid, a.Gid = f.owner()
 }
 
-// owner is the uid and gid every file of the mount has: the daemon's.
-func (f *FS) owner() (uint32, uint32) { return uint32(os.Getuid()), uint32(os.Getgid()) }
+// owner is the uid and gid every file of the mount has: the daemon's,
+// read once (os.Getuid is a system call, and fillAttr runs for every
+// entry of every listing).
+func (f *FS) owner() (uint32, uint32) { return f.uid, f.gid }
 
 // newChild makes (or finds) the inode for a sidecar entry.
 func (f *FS) newChild(ctx context.Context, parent *fs.Inode, e meta.Entry) *fs.Inode {

@@ -106,11 +106,24 @@ func copyOut(dest, v []byte) (uint32, syscall.Errno) {
 	return uint32(copy(dest, v)), 0
 }
 
+// otherXattr answers getxattr of a name outside user.tape.*. The store
+// keeps no security labels and no ACLs, so the security. and system.
+// namespaces are not supported (ENOTSUP, as on a file system without
+// them) rather than empty (ENODATA): ls -l asks every file for
+// security.selinux and system.posix_acl_access, one FUSE round trip each,
+// and stops asking for the rest of the device after an ENOTSUP (it
+// caches "unsupported" per st_dev), where ENODATA keeps it asking. Other
+// names are not set (ENODATA).
+func otherXattr(attr string) syscall.Errno {
+	if strings.HasPrefix(attr, "security.") || strings.HasPrefix(attr, "system.") {
+		return syscall.ENOTSUP
+	}
+	return syscall.ENODATA
+}
+
 func (n *fileNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
 	if !strings.HasPrefix(attr, XattrPrefix) {
-		// ls -l asks every file for security.selinux and the POSIX ACLs:
-		// answer at once, without a sidecar query.
-		return 0, syscall.ENODATA
+		return 0, otherXattr(attr) // no lock, no sidecar query
 	}
 	xs, errno := n.xattrs(ctx)
 	if errno != 0 {

@@ -56,15 +56,16 @@ type viewNode struct {
 }
 
 var (
-	_ fs.NodeLookuper  = (*viewNode)(nil)
-	_ fs.NodeReaddirer = (*viewNode)(nil)
-	_ fs.NodeGetattrer = (*viewNode)(nil)
-	_ fs.NodeCreater   = (*viewNode)(nil)
-	_ fs.NodeMkdirer   = (*viewNode)(nil)
-	_ fs.NodeUnlinker  = (*viewNode)(nil)
-	_ fs.NodeRmdirer   = (*viewNode)(nil)
-	_ fs.NodeRenamer   = (*viewNode)(nil)
-	_ fs.NodeSetattrer = (*viewNode)(nil)
+	_ fs.NodeLookuper   = (*viewNode)(nil)
+	_ fs.NodeReaddirer  = (*viewNode)(nil)
+	_ fs.NodeGetattrer  = (*viewNode)(nil)
+	_ fs.NodeCreater    = (*viewNode)(nil)
+	_ fs.NodeMkdirer    = (*viewNode)(nil)
+	_ fs.NodeUnlinker   = (*viewNode)(nil)
+	_ fs.NodeRmdirer    = (*viewNode)(nil)
+	_ fs.NodeRenamer    = (*viewNode)(nil)
+	_ fs.NodeSetattrer  = (*viewNode)(nil)
+	_ fs.NodeGetxattrer = (*viewNode)(nil)
 )
 
 // viewEntry is one name in a view directory: a subdirectory (a view or a
@@ -275,4 +276,9 @@ func (n *viewNode) Rmdir(ctx context.Context, name string) syscall.Errno  { retu
 
 func (n *viewNode) Rename(ctx context.Context, name string, newParent fs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
 	return syscall.EROFS
+}
+
+// Getxattr: a view's directory has no attributes (see otherXattr).
+func (n *viewNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	return 0, otherXattr(attr)
 }
