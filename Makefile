@@ -3,7 +3,8 @@
 #   make test    the one test command: installs what is missing, then gofmt, vet,
 #                unit tests with -race, and the end-to-end suite (root and /dev/fuse)
 #   make run     build and mount the embedded default store at $(MNT), in the foreground
-#   make build   build bin/tapefs
+#   make build   build bin/tapefs (the query front end) and bin/tapefs-full
+#   make install install both into $(PREFIX)/bin
 
 SHELL := /usr/bin/env bash
 .SHELLFLAGS := -euo pipefail -c
@@ -12,6 +13,7 @@ GO      ?= go
 TAGS    := sqlite_fts5
 BIN     := bin/tapefs
 MNT     ?= /mnt/tapes
+PREFIX  ?= /usr/local
 
 # Debian packages the tests drive the mount with (and cgo needs for SQLite).
 DEB_PACKAGES := jq sqlite3 attr psmisc gcc libc6-dev stress-ng fio
@@ -21,12 +23,20 @@ export TAPEFS_TOOLS ?= $(HOME)/.cache/tapefs-tools
 
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: all build run test deps fmt-check vet unit fuzz e2e clean
+.PHONY: all build install run test deps fmt-check vet unit fuzz e2e clean
 
 all: build
 
+# Two programs from one package: tapefs-full is the complete program;
+# tapefs (-tags tapefs_lite) links only the sidecar, answers ls, search and
+# show itself (no cloud SDK start-up), and execs tapefs-full for the rest.
 build:
-	$(GO) build -tags $(TAGS) -o $(BIN) ./cmd/tapefs
+	$(GO) build -tags $(TAGS) -o bin/tapefs-full ./cmd/tapefs
+	$(GO) build -tags "$(TAGS) tapefs_lite" -o $(BIN) ./cmd/tapefs
+
+install: build
+	install -d $(PREFIX)/bin
+	install -m 0755 bin/tapefs bin/tapefs-full $(PREFIX)/bin/
 
 run: build
 	mkdir -p $(MNT)
@@ -52,9 +62,11 @@ fmt-check:
 
 vet:
 	$(GO) vet -tags $(TAGS) ./...
+	$(GO) vet -tags "$(TAGS) tapefs_lite" ./cmd/tapefs
 
 unit:
 	$(GO) test -race -tags $(TAGS) $$($(GO) list ./... | grep -v '/test/e2e')
+	$(GO) test -race -tags "$(TAGS) tapefs_lite" ./cmd/tapefs
 
 # Every fuzz target, each for a short bounded time (FUZZTIME); a longer
 # run for a nightly job: make fuzz FUZZTIME=10m.

@@ -10,8 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 
@@ -21,6 +19,7 @@ import (
 	"github.com/tapefs/tapefs/backend/metrics"
 	"github.com/tapefs/tapefs/backend/retry"
 	"github.com/tapefs/tapefs/backend/sqlitestore"
+	"github.com/tapefs/tapefs/backend/storeurl"
 	"gocloud.dev/blob"
 	"gocloud.dev/blob/azureblob"
 	"gocloud.dev/blob/gcsblob"
@@ -89,7 +88,7 @@ func OpenWith(ctx context.Context, mux *blob.URLMux, rawURL string, layers Layer
 		if u.Scheme == "file" && strings.Contains(err.Error(), "no such file or directory") {
 			hint = " (create the directory, or add ?create_dir=1 to the URL)"
 		}
-		return nil, fmt.Errorf("%w: cannot open %s: %v%s", ErrBadURL, Redact(rawURL), cleanErr(err), hint)
+		return nil, fmt.Errorf("%w: cannot open %s: %v%s", ErrBadURL, storeurl.Redact(rawURL), cleanErr(err), hint)
 	}
 	ok, err := b.IsAccessible(ctx)
 	if err != nil || !ok {
@@ -131,7 +130,7 @@ func openError(u *url.URL, rawURL string, err error) error {
 	}
 	switch {
 	case err == nil || code == "NoSuchBucket":
-		return fmt.Errorf("%w: %s does not exist at %s (create it, or correct the name in the URL)", ErrNoBucket, bucket, Redact(rawURL))
+		return fmt.Errorf("%w: %s does not exist at %s (create it, or correct the name in the URL)", ErrNoBucket, bucket, storeurl.Redact(rawURL))
 	case code == "AccessDenied" || code == "SignatureDoesNotMatch" || code == "InvalidAccessKeyId" ||
 		code == "XAdminUserNotFound" || code == "InvalidToken" || code == "ExpiredToken" ||
 		gcerrors.Code(err) == gcerrors.PermissionDenied:
@@ -139,11 +138,11 @@ func openError(u *url.URL, rawURL string, err error) error {
 		if code != "" {
 			why = code + ": " + msg
 		}
-		return fmt.Errorf("%w to %s at %s: %s (check the credentials: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the profile in use)", ErrAccessDenied, bucket, Redact(rawURL), why)
+		return fmt.Errorf("%w to %s at %s: %s (check the credentials: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the profile in use)", ErrAccessDenied, bucket, storeurl.Redact(rawURL), why)
 	case code != "":
-		return fmt.Errorf("%w: %s at %s: %s: %s (check the URL and that the server is running)", ErrUnreachable, bucket, Redact(rawURL), code, msg)
+		return fmt.Errorf("%w: %s at %s: %s: %s (check the URL and that the server is running)", ErrUnreachable, bucket, storeurl.Redact(rawURL), code, msg)
 	}
-	return fmt.Errorf("%w: %s at %s: %s (check the URL, the credentials and that the server is running)", ErrUnreachable, bucket, Redact(rawURL), cleanErr(err))
+	return fmt.Errorf("%w: %s at %s: %s (check the URL, the credentials and that the server is running)", ErrUnreachable, bucket, storeurl.Redact(rawURL), cleanErr(err))
 }
 
 // compose stacks tapefs's layers over an opened store, in one place, from
@@ -174,13 +173,13 @@ func Parse(mux *blob.URLMux, rawURL string) (*url.URL, error) {
 		return nil, fmt.Errorf("%w: not a URL (%v); examples: file:///srv/tapes, s3://bucket?region=us-east-1", ErrBadURL, errors.Unwrap(err))
 	}
 	if u.Scheme == "" {
-		return nil, fmt.Errorf("%w: %q has no scheme; known schemes: %s", ErrBadURL, Redact(rawURL), strings.Join(Schemes(mux), ", "))
+		return nil, fmt.Errorf("%w: %q has no scheme; known schemes: %s", ErrBadURL, storeurl.Redact(rawURL), strings.Join(Schemes(mux), ", "))
 	}
 	if _, err := url.ParseQuery(u.RawQuery); err != nil {
-		return nil, fmt.Errorf("%w: malformed query in %q: %v (escape '%%' as %%25)", ErrBadURL, Redact(rawURL), err)
+		return nil, fmt.Errorf("%w: malformed query in %q: %v (escape '%%' as %%25)", ErrBadURL, storeurl.Redact(rawURL), err)
 	}
 	if !mux.ValidBucketScheme(u.Scheme) {
-		return nil, fmt.Errorf("%w: unknown scheme %q in %q; known schemes: %s", ErrBadURL, u.Scheme, Redact(rawURL), strings.Join(Schemes(mux), ", "))
+		return nil, fmt.Errorf("%w: unknown scheme %q in %q; known schemes: %s", ErrBadURL, u.Scheme, storeurl.Redact(rawURL), strings.Join(Schemes(mux), ", "))
 	}
 	return u, nil
 }
@@ -190,51 +189,6 @@ func Schemes(mux *blob.URLMux) []string {
 	s := mux.BucketSchemes()
 	sort.Strings(s)
 	return s
-}
-
-// FileURL is the URL of a file:// store in dir, created on first use. It
-// keeps no attribute files beside the tapes, so the directory stays a plain
-// tape directory that other tools can read.
-func FileURL(dir string) (string, error) {
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		return "", err
-	}
-	if err := os.MkdirAll(abs, 0o700); err != nil {
-		return "", fmt.Errorf("cannot create the store directory %s: %w", abs, err)
-	}
-	u := url.URL{Scheme: "file", Path: filepath.ToSlash(abs), RawQuery: "metadata=skip"}
-	return u.String(), nil
-}
-
-// secretParams are query parameters whose values are never shown.
-var secretParams = []string{"key", "secret", "token", "password", "sig", "signature", "credential"}
-
-// Redact returns rawURL with user info and secret-looking query values
-// replaced, for logs and error messages.
-func Redact(rawURL string) string {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return "<unparsable URL>"
-	}
-	if u.User != nil {
-		u.User = url.User("REDACTED")
-	}
-	q := u.Query()
-	changed := false
-	for k := range q {
-		lk := strings.ToLower(k)
-		for _, s := range secretParams {
-			if strings.Contains(lk, s) {
-				q.Set(k, "REDACTED")
-				changed = true
-			}
-		}
-	}
-	if changed {
-		u.RawQuery = q.Encode()
-	}
-	return u.String()
 }
 
 // cleanErr shortens gocloud's wrapped error texts to their cause.

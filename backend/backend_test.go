@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"errors"
+	"github.com/tapefs/tapefs/backend/storeurl"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -38,28 +39,10 @@ func TestParseErrors(t *testing.T) {
 	}
 }
 
-func TestRedact(t *testing.T) {
-	tests := []struct{ in, secret string }{
-		{"s3://AKIAEXAMPLE:supersecret@bucket?region=x", "supersecret"},
-		{"s3://bucket?region=x&secret_key=supersecret", "supersecret"},
-		{"azblob://c?sig=supersecret&sv=2020", "supersecret"},
-		{"gs://b?access_token=supersecret", "supersecret"},
-	}
-	for _, tc := range tests {
-		got := Redact(tc.in)
-		if strings.Contains(got, tc.secret) {
-			t.Errorf("Redact(%q) = %q still holds the secret", tc.in, got)
-		}
-	}
-	if got := Redact("s3://bucket?region=us-east-1&endpoint=http://h:1"); !strings.Contains(got, "region=us-east-1") {
-		t.Errorf("Redact dropped harmless parameters: %q", got)
-	}
-}
-
 func TestOpenFileAndMem(t *testing.T) {
 	ctx := context.Background()
 	mux := NewMux()
-	u, err := FileURL(filepath.Join(t.TempDir(), "store"))
+	u, err := storeurl.FileURL(filepath.Join(t.TempDir(), "store"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +73,7 @@ func FuzzParseURL(f *testing.F) {
 		if _, err := Parse(mux, raw); err != nil && !errors.Is(err, ErrBadURL) {
 			t.Fatalf("Parse(%q) = %v, not ErrBadURL", raw, err)
 		}
-		_ = Redact(raw)
+		_ = storeurl.Redact(raw)
 		// A secret of letters and digits, long enough not to occur by chance.
 		if len(secret) < 8 || strings.IndexFunc(secret, func(r rune) bool {
 			return !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9')
@@ -102,8 +85,8 @@ func FuzzParseURL(f *testing.F) {
 			"s3://bucket?secret_access_key=" + secret + "&" + raw,
 			"azblob://c?" + raw + "&sig=" + secret,
 		} {
-			if got := Redact(u); strings.Contains(got, secret) {
-				t.Fatalf("Redact(%q) = %q shows the secret", u, got)
+			if got := storeurl.Redact(u); strings.Contains(got, secret) {
+				t.Fatalf("storeurl.Redact(%q) = %q shows the secret", u, got)
 			}
 			if _, err := Parse(mux, u); err != nil && strings.Contains(err.Error(), secret) {
 				t.Fatalf("Parse(%q) error %q shows the secret", u, err)

@@ -6,13 +6,13 @@ import (
 	"fmt"
 
 	"github.com/tapefs/tapefs/backend/compress"
+	"github.com/tapefs/tapefs/backend/storeurl"
 	"github.com/tapefs/tapefs/backend/tier"
 	"gocloud.dev/blob"
 )
 
-// NamedURL is one store of a profile set: a name (for status, metrics and
-// logs) and its URL.
-type NamedURL struct{ Name, URL string }
+// NamedURL is one store of a profile set (see storeurl.NamedURL).
+type NamedURL = storeurl.NamedURL
 
 // OpenProfiles opens the stores a command names. One store is OpenWith.
 // Several are a tier over them (the last one is the origin: listings come

@@ -220,6 +220,11 @@ func (s *Sidecar) Search(ctx context.Context, query string, f TapeFilter) ([]Hit
 	}
 	var hits []Hit
 	err = s.view(ctx, func(db querier) error {
+		unmap, err := s.mapForBulk(ctx, db, f)
+		if err != nil {
+			return err
+		}
+		defer unmap()
 		ids, scores, err := searchIDs(ctx, db, match, f)
 		if err != nil {
 			return err

@@ -299,30 +299,17 @@ func TestFTSMaintenance(t *testing.T) {
 func TestSearchTopK(t *testing.T) {
 	ctx := context.Background()
 	s := openTest(t)
-	err := s.Update(ctx, func(tx *Tx) error {
-		for i := range 500 {
-			name := "common word"
-			if i%7 == 0 {
-				name = "common common word" // a better score
-			}
-			status := tape.StatusFinalized
-			if i%10 == 0 {
-				status = tape.StatusRecording
-			}
-			r := qrec(fmt.Sprintf("k%03d.jsonl", (i*37)%500), name, "s", status, qbase.Add(time.Duration(i%13)*time.Hour))
-			o, err := tx.PutObject(Object{Key: r.Key, Size: 1})
-			if err != nil {
-				return err
-			}
-			if err := tx.PutTape(&r, TapeSource{Data: StampOf(o)}); err != nil {
-				return err
-			}
+	putRecords(t, s, 500, func(i int) tape.Record {
+		name := "common word"
+		if i%7 == 0 {
+			name = "common common word" // a better score
 		}
-		return nil
+		status := tape.StatusFinalized
+		if i%10 == 0 {
+			status = tape.StatusRecording
+		}
+		return qrec(fmt.Sprintf("k%03d.jsonl", (i*37)%500), name, "s", status, qbase.Add(time.Duration(i%13)*time.Hour))
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, f := range []TapeFilter{
 		{Limit: 1}, {Limit: 10}, {Limit: 71}, {Limit: 72}, {Limit: 200}, {Limit: 600},
 		{Limit: 10, Status: tape.StatusRecording}, {Limit: 3, Since: qbase.Add(12 * time.Hour)},

@@ -82,6 +82,28 @@ func queryFixture(t testing.TB) *Sidecar {
 	return s
 }
 
+// putRecords indexes the n tapes rec(0), …, rec(n-1), each with a data
+// object of size 1, in one transaction.
+func putRecords(t testing.TB, s *Sidecar, n int, rec func(i int) tape.Record) {
+	t.Helper()
+	err := s.Update(context.Background(), func(tx *Tx) error {
+		for i := range n {
+			r := rec(i)
+			o, err := tx.PutObject(Object{Key: r.Key, Size: 1})
+			if err != nil {
+				return err
+			}
+			if err := tx.PutTape(&r, TapeSource{Data: StampOf(o)}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 func keysOf(rows []TapeRow) []string {
 	var out []string
 	for _, r := range rows {
@@ -220,31 +242,18 @@ func TestOrderFirst(t *testing.T) {
 	ctx := context.Background()
 	s := openTest(t)
 	const n = 400
-	err := s.Update(ctx, func(tx *Tx) error {
-		for i := range n {
-			tags := []string{"common"}
-			if i%50 == 0 {
-				tags = append(tags, "rare")
-			}
-			if i%3 == 0 {
-				tags = append(tags, "third")
-			}
-			// Equal times in pairs, so the key tie-break matters.
-			r := qrec(fmt.Sprintf("t%03d.jsonl", n-i), "", "s", tape.StatusFinalized, qbase.Add(time.Duration(i/2)*time.Minute),
-				func(r *tape.Record) { r.Tags = tags })
-			o, err := tx.PutObject(Object{Key: r.Key, Size: 1})
-			if err != nil {
-				return err
-			}
-			if err := tx.PutTape(&r, TapeSource{Data: StampOf(o)}); err != nil {
-				return err
-			}
+	putRecords(t, s, n, func(i int) tape.Record {
+		tags := []string{"common"}
+		if i%50 == 0 {
+			tags = append(tags, "rare")
 		}
-		return nil
+		if i%3 == 0 {
+			tags = append(tags, "third")
+		}
+		// Equal times in pairs, so the key tie-break matters.
+		return qrec(fmt.Sprintf("t%03d.jsonl", n-i), "", "s", tape.StatusFinalized, qbase.Add(time.Duration(i/2)*time.Minute),
+			func(r *tape.Record) { r.Tags = tags })
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, tt := range []struct {
 		f       TapeFilter
 		inOrder bool
@@ -335,5 +344,84 @@ func TestPrefixEnd(t *testing.T) {
 		if got, ok := prefixEnd(tt.in); got != tt.want || ok != tt.ok {
 			t.Errorf("prefixEnd(%q) = %q, %v", tt.in, got, ok)
 		}
+	}
+}
+
+// TestMapForBulk: a one-shot (read-only) sidecar maps its file only for a
+// query that reads more than bulkTapes tapes, and unmaps it afterwards; the
+// daemon's sidecar is always mapped by its driver and never touched here.
+func TestMapForBulk(t *testing.T) {
+	ctx := context.Background()
+	rw := openTest(t)
+	n := bulkTapes + 10
+	putRecords(t, rw, n, func(i int) tape.Record {
+		tags := []string{"many"}
+		if i%100 == 0 {
+			tags = append(tags, "few")
+		}
+		return qrec(fmt.Sprintf("t%05d.jsonl", i), "", "s", tape.StatusFinalized, qbase.Add(time.Duration(i)*time.Minute),
+			func(r *tape.Record) { r.Tags = tags })
+	})
+	ro, err := OpenReadOnly(rw.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	mapped := func(db querier) int64 {
+		var size int64
+		if err := db.QueryRowContext(ctx, `PRAGMA mmap_size`).Scan(&size); err != nil {
+			t.Fatal(err)
+		}
+		return size
+	}
+	for _, tt := range []struct {
+		f    TapeFilter
+		want bool
+	}{
+		{TapeFilter{}, true},
+		{TapeFilter{Limit: 50}, false},
+		{TapeFilter{Limit: bulkTapes + 1}, true},
+		{TapeFilter{Tags: []string{"many"}}, true},
+		{TapeFilter{Tags: []string{"few"}}, false},
+		{TapeFilter{Tags: []string{"many", "few"}}, false},
+		{TapeFilter{Tags: []string{"many"}, Limit: 10}, false},
+		{TapeFilter{Status: tape.StatusFinalized}, true},
+	} {
+		err := ro.view(ctx, func(db querier) error {
+			if got := mapped(db); got != 0 {
+				t.Errorf("%+v: mmap_size %d before, want 0", tt.f, got)
+			}
+			unmap, err := ro.mapForBulk(ctx, db, tt.f)
+			if err != nil {
+				return err
+			}
+			if got := mapped(db) > 0; got != tt.want {
+				t.Errorf("%+v: mapped %v, want %v", tt.f, got, tt.want)
+			}
+			unmap()
+			if got := mapped(db); got != 0 {
+				t.Errorf("%+v: mmap_size %d after unmap, want 0", tt.f, got)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows, err := ro.ListTapes(ctx, tt.f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want, _ := rw.ListTapes(ctx, tt.f); !slices.Equal(keysOf(rows), keysOf(want)) {
+			t.Errorf("%+v: the read-only sidecar lists %d tapes, the read-write one %d", tt.f, len(rows), len(want))
+		}
+	}
+	// The daemon's sidecar is mapped by its driver, and mapForBulk leaves it.
+	if err := rw.view(ctx, func(db querier) error {
+		if got := mapped(db); got != mmapSize {
+			t.Errorf("read-write sidecar: mmap_size %d, want %d", got, mmapSize)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -167,6 +167,9 @@ func (c *configResolver) Validate(app *kong.Application) error {
 		return nil
 	}
 	for k, v := range c.doc {
+		if _, ok := v.(map[string]any); ok && commands[k] == nil && runsElsewhere(k) {
+			continue // checked by the program that runs that command
+		}
 		if sub, ok := v.(map[string]any); ok && commands[k] != nil {
 			if err := check(" in ["+k+"]", sub, commands[k]); err != nil {
 				return err
@@ -180,7 +183,7 @@ func (c *configResolver) Validate(app *kong.Application) error {
 			continue
 		}
 		if err := check("", map[string]any{k: v}, known); err != nil {
-			return err
+			return unknownSetting(err)
 		}
 	}
 	return nil

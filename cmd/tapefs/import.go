@@ -1,3 +1,5 @@
+//go:build !tapefs_lite
+
 package main
 
 import (
@@ -126,13 +128,13 @@ func (c *ImportCmd) run(g *Globals, out io.Writer) error {
 }
 
 // isMemStore says whether st is a mem:// store, private to one process.
-func isMemStore(st store) bool {
+func isMemStore(st storeStack) bool {
 	u, err := url.Parse(st.URL)
 	return err == nil && u.Scheme == "mem"
 }
 
 // openStore opens the store's bucket, bounded in time.
-func openStore(ctx context.Context, st store) (*blob.Bucket, error) {
+func openStore(ctx context.Context, st storeStack) (*blob.Bucket, error) {
 	octx, cancel := context.WithTimeout(ctx, openTimeout)
 	defer cancel()
 	b, _, err := openBucket(octx, st)
@@ -142,7 +144,7 @@ func openStore(ctx context.Context, st store) (*blob.Bucket, error) {
 // excludedPaths are the local files of the destination itself, which must
 // not be imported when they lie inside the imported directory: a file://
 // store's directory, and the sidecar with its companions.
-func excludedPaths(st store) []string {
+func excludedPaths(st storeStack) []string {
 	var out []string
 	if u, err := url.Parse(st.URL); err == nil && u.Scheme == "file" && u.Path != "" {
 		out = append(out, filepath.FromSlash(u.Path))
@@ -155,7 +157,7 @@ func excludedPaths(st store) []string {
 }
 
 // abortMessage turns a store-wide failure into what to do about it.
-func abortMessage(ae *importer.AbortError, st store, rep *importer.Report) error {
+func abortMessage(ae *importer.AbortError, st storeStack, rep *importer.Report) error {
 	done := fmt.Sprintf("run the same command again: the %d file(s) already copied are skipped", rep.Copied+rep.ByReason[importer.Identical])
 	switch {
 	case importer.NoSpace(ae.Err):
@@ -201,7 +203,7 @@ func showName(s string) string {
 	return s
 }
 
-func printImportSummary(out io.Writer, rep *importer.Report, dir string, st store, prefix string, verbose bool) {
+func printImportSummary(out io.Writer, rep *importer.Report, dir string, st storeStack, prefix string, verbose bool) {
 	verb := "copied"
 	if rep.DryRun {
 		verb = "would copy"
@@ -240,7 +242,7 @@ func printImportSummary(out io.Writer, rep *importer.Report, dir string, st stor
 // on the sidecar is asked to refresh (its daemon owns the sidecar);
 // otherwise the sidecar is reconciled here. Other mounts of the same store
 // are asked to refresh too.
-func updateIndex(ctx context.Context, out io.Writer, st store, bucket *blob.Bucket, workers int, level, mode string) error {
+func updateIndex(ctx context.Context, out io.Writer, st storeStack, bucket *blob.Bucket, workers int, level, mode string) error {
 	onSidecar, onStore := mountsOf(st)
 	daemonOwns := false
 	for _, mi := range onSidecar {
@@ -278,7 +280,7 @@ func refreshMount(out io.Writer, mi mountInfo) bool {
 }
 
 // reconcileHere updates the sidecar of st from the store, with progress.
-func reconcileHere(ctx context.Context, out io.Writer, st store, bucket *blob.Bucket, workers int, level, mode string) error {
+func reconcileHere(ctx context.Context, out io.Writer, st storeStack, bucket *blob.Bucket, workers int, level, mode string) error {
 	var done, total atomic.Int64
 	p := newProgress(mode, "index", func() progressState {
 		if total.Load() == 0 {
@@ -310,7 +312,7 @@ func reconcileHere(ctx context.Context, out io.Writer, st store, bucket *blob.Bu
 
 // mountsOf returns the mounts listed in the run directory that use st's
 // sidecar, and those that mount the same store with another sidecar.
-func mountsOf(st store) (onSidecar, onStore []mountInfo) {
+func mountsOf(st storeStack) (onSidecar, onStore []mountInfo) {
 	for _, mi := range readMountInfos() {
 		switch {
 		case sameFile(mi.Meta, st.Meta):

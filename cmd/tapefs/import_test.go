@@ -1,3 +1,5 @@
+//go:build !tapefs_lite
+
 package main
 
 import (
@@ -15,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tapefs/tapefs/backend"
+	"github.com/tapefs/tapefs/backend/storeurl"
 	"github.com/tapefs/tapefs/importer"
 	"github.com/tapefs/tapefs/internal/tapegen"
 	"github.com/tapefs/tapefs/meta"
@@ -96,7 +98,7 @@ func TestImportCommand(t *testing.T) {
 	testEnv(t)
 	dir, m := writeCorpus(t)
 	storeDir := t.TempDir()
-	url, _ := backend.FileURL(storeDir)
+	url, _ := storeurl.FileURL(storeDir)
 	flags := StoreFlags{Backend: []string{url}}
 	st, _ := resolveStore(url, "")
 
@@ -158,7 +160,7 @@ func TestImportCommand(t *testing.T) {
 func TestImportCommandErrors(t *testing.T) {
 	testEnv(t)
 	dir, _ := writeCorpus(t)
-	url, _ := backend.FileURL(t.TempDir())
+	url, _ := storeurl.FileURL(t.TempDir())
 	for _, c := range []struct {
 		cmd  ImportCmd
 		want string
@@ -178,7 +180,7 @@ func TestImportCommandErrors(t *testing.T) {
 }
 
 func TestAbortMessage(t *testing.T) {
-	st := store{Redacted: "s3://tapes"}
+	st := storeStack{store: store{Redacted: "s3://tapes"}}
 	rep := &importer.Report{Copied: 3, ByReason: map[importer.Reason]int{importer.Identical: 2}}
 	full := &importer.AbortError{Key: "a.jsonl", Err: &os.PathError{Op: "write", Path: "/x", Err: syscall.ENOSPC}}
 	msg := abortMessage(full, st, rep).Error()
@@ -225,7 +227,7 @@ func fakeMount(t *testing.T, mp, metaPath, backendRedacted string) *atomic.Int64
 func TestImportRefreshesRunningMount(t *testing.T) {
 	testEnv(t)
 	dir, _ := writeCorpus(t)
-	url, _ := backend.FileURL(t.TempDir())
+	url, _ := storeurl.FileURL(t.TempDir())
 	st, _ := resolveStore(url, "")
 	refreshes := fakeMount(t, "/mnt/fake", st.Meta, st.Redacted)
 	otherRefreshes := fakeMount(t, "/mnt/other", "/elsewhere/other.db", st.Redacted)
@@ -249,7 +251,7 @@ func TestImportRefreshesRunningMount(t *testing.T) {
 func TestImportStaleMountEntry(t *testing.T) {
 	testEnv(t)
 	dir, m := writeCorpus(t)
-	url, _ := backend.FileURL(t.TempDir())
+	url, _ := storeurl.FileURL(t.TempDir())
 	st, _ := resolveStore(url, "")
 	writeMountInfo(mountInfo{Mountpoint: "/mnt/dead", Meta: st.Meta, Backend: st.Redacted})
 	out, err := runImport(t, ImportCmd{StoreFlags: StoreFlags{Backend: []string{url}}, Dir: dir})

@@ -20,7 +20,6 @@ import (
 
 	"github.com/alecthomas/kong"
 
-	"github.com/tapefs/tapefs/indexer"
 	"github.com/tapefs/tapefs/meta"
 	"github.com/tapefs/tapefs/tape"
 )
@@ -290,28 +289,16 @@ func mountOf(path string) (mountInfo, string, bool) {
 }
 
 // openIndex opens the sidecar of the store sf names for queries. A store
-// never indexed is indexed first, from the store; a sidecar of an older
-// schema is migrated (once, read-write).
+// never indexed is indexed first, from the store (indexFirst); a sidecar of
+// an older schema is migrated (once, read-write).
 func openIndex(ctx context.Context, sf StoreFlags, log *slog.Logger) (*meta.Sidecar, error) {
-	st, err := sf.resolve()
+	st, err := sf.locate()
 	if err != nil {
 		return nil, err
 	}
 	if _, err := os.Stat(st.Meta); err != nil {
-		fmt.Fprintf(os.Stderr, "tapefs: %s has no index yet; indexing it now\n", st.Redacted)
-		bucket, _, err := openBucket(ctx, st)
-		if err != nil {
+		if err := indexFirst(ctx, sf, log); err != nil {
 			return nil, err
-		}
-		defer bucket.Close()
-		sc, err := openSidecar(st.Meta, log)
-		if err != nil {
-			return nil, err
-		}
-		_, err = indexer.New(bucket, sc, indexer.Options{Logger: log}).Reconcile(ctx)
-		sc.Close()
-		if err != nil {
-			return nil, fmt.Errorf("indexing %s: %w", st.Redacted, err)
 		}
 	}
 	return openSidecarReadOnly(st.Meta)

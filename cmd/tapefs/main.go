@@ -12,9 +12,7 @@ import (
 	"strings"
 
 	"github.com/alecthomas/kong"
-	"github.com/tapefs/tapefs/backend"
-	"github.com/tapefs/tapefs/backend/compress"
-	"github.com/tapefs/tapefs/backend/tier"
+	"github.com/tapefs/tapefs/backend/storeurl"
 )
 
 // Globals are flags every command takes.
@@ -34,9 +32,9 @@ type StoreFlags struct {
 	Compress string `help:"Transparent zstd compression in the store (seekable frames, so range reads stay cheap): off; on (objects over 1MiB); a threshold size such as 4MiB; or read (decode compressed objects, write none). A store written with compression must be opened with it." default:"off" env:"TAPEFS_COMPRESS" placeholder:"off|on|SIZE|read"`
 }
 
-// resolve applies the defaults of the store flags (see resolveStore) and
-// parses the layers they ask for.
-func (sf StoreFlags) resolve() (store, error) {
+// locate applies the defaults of the store flags (see resolveStore): which
+// stores they name and where their sidecar is. It opens nothing.
+func (sf StoreFlags) locate() (store, error) {
 	urls, err := sf.backendURLs()
 	if err != nil {
 		return store{}, err
@@ -55,47 +53,20 @@ func (sf StoreFlags) resolve() (store, error) {
 		st.Profiles = urls
 		st.Redacted = tierRedacted(urls)
 	} else {
-		st.Profiles = []backend.NamedURL{{Name: "default", URL: st.URL}}
+		st.Profiles = []storeurl.NamedURL{{Name: "default", URL: st.URL}}
 		if len(urls) == 1 {
 			st.Profiles[0].Name = urls[0].Name
 		}
 	}
-	if st.Policy, err = tier.ParsePolicy(sf.WritePolicy); err != nil {
-		if sf.WritePolicy != "" {
-			return st, err
-		}
-		st.Policy = tier.All
-	}
-	v := strings.TrimSpace(sf.Compress)
-	switch strings.ToLower(v) {
-	case "", "off":
-	case "on":
-		st.Layers.Compress = compress.DefaultThreshold
-	case "read":
-		st.Layers.Compress = compress.Off
-	default:
-		n, err := compress.ParseThreshold(v)
-		if err != nil || n == compress.Off {
-			return st, fmt.Errorf("--compress %q: want off, on, read, or a threshold size such as 4MiB", sf.Compress)
-		}
-		st.Layers.Compress = n
-	}
 	return st, nil
 }
 
-// CLI is the whole command line.
-type CLI struct {
-	Globals
-
-	Mount   MountCmd   `cmd:"" help:"Mount a tape store on a directory."`
-	Unmount UnmountCmd `cmd:"" help:"Upload pending writes and unmount (also cleans up a mount whose daemon died)."`
-	Ls      LsCmd      `cmd:"" help:"List the indexed tapes from the sidecar."`
-	Search  SearchCmd  `cmd:"" help:"Full-text search of the indexed tapes, best match first."`
-	Show    ShowCmd    `cmd:"" help:"Show everything the index knows about one tape (id, id prefix, key or path)."`
-	Status  StatusCmd  `cmd:"" help:"Show running mounts, pending uploads and store counters."`
-	Refresh RefreshCmd `cmd:"" help:"Make a running mount pick up changes in the store now."`
-	Import  ImportCmd  `cmd:"" help:"Copy a directory of tapes into a store, skipping what is already there, and index them."`
-	Reindex ReindexCmd `cmd:"" help:"Rebuild the sidecar index from the store (resumable; unmount first)."`
+// QueryCommands are the commands answered from the sidecar alone: the
+// query front end (see delegate.go) runs them itself.
+type QueryCommands struct {
+	Ls     LsCmd     `cmd:"" help:"List the indexed tapes from the sidecar."`
+	Search SearchCmd `cmd:"" help:"Full-text search of the indexed tapes, best match first."`
+	Show   ShowCmd   `cmd:"" help:"Show everything the index knows about one tape (id, id prefix, key or path)."`
 }
 
 func newLogger(level string) *slog.Logger {
@@ -107,8 +78,8 @@ func newLogger(level string) *slog.Logger {
 // backendURLs are the --backend values as URLs, named: a profile's name,
 // or "default" for a URL given as it is (store1, store2, … in a tier).
 // file:// URLs get ~ and relative paths expanded, and their directory made.
-func (sf StoreFlags) backendURLs() ([]backend.NamedURL, error) {
-	var out []backend.NamedURL
+func (sf StoreFlags) backendURLs() ([]storeurl.NamedURL, error) {
+	var out []storeurl.NamedURL
 	for i, b := range sf.Backend {
 		b = strings.TrimSpace(b)
 		if b == "" {
@@ -141,13 +112,13 @@ func (sf StoreFlags) backendURLs() ([]backend.NamedURL, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, backend.NamedURL{Name: name, URL: u})
+		out = append(out, storeurl.NamedURL{Name: name, URL: u})
 	}
 	return out, nil
 }
 
 // tierURL identifies a tier (for its default sidecar): its URLs in order.
-func tierURL(urls []backend.NamedURL) string {
+func tierURL(urls []storeurl.NamedURL) string {
 	parts := make([]string, len(urls))
 	for i, u := range urls {
 		parts[i] = u.URL
@@ -156,10 +127,10 @@ func tierURL(urls []backend.NamedURL) string {
 }
 
 // tierRedacted names a tier in messages: NAME=URL + … with secrets hidden.
-func tierRedacted(urls []backend.NamedURL) string {
+func tierRedacted(urls []storeurl.NamedURL) string {
 	parts := make([]string, len(urls))
 	for i, u := range urls {
-		parts[i] = u.Name + "=" + backend.Redact(u.URL)
+		parts[i] = u.Name + "=" + storeurl.Redact(u.URL)
 	}
 	return strings.Join(parts, " + ")
 }
@@ -199,6 +170,7 @@ func expandFileURL(raw string, create bool) (string, error) {
 }
 
 func main() {
+	handOff(os.Args[1:])
 	var cli CLI
 	ctx := kong.Parse(&cli,
 		kong.Name("tapefs"),

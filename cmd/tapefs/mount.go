@@ -1,3 +1,5 @@
+//go:build !tapefs_lite
+
 package main
 
 import (
@@ -279,7 +281,7 @@ func (c *MountCmd) serve(log *slog.Logger, ready func(error)) error {
 }
 
 // openCache opens the read cache, or returns nil when it is off.
-func (c *MountCmd) openCache(st store) (*cache.Disk, error) {
+func (c *MountCmd) openCache(st storeStack) (*cache.Disk, error) {
 	local := strings.HasPrefix(st.URL, "file:") || strings.HasPrefix(st.URL, "mem:")
 	if c.CacheMaxSize <= 0 || (local && c.CacheDir == "") {
 		return nil, nil
@@ -313,7 +315,7 @@ func openSidecar(path string, log *slog.Logger) (*meta.Sidecar, error) {
 type daemon struct {
 	cmd    *MountCmd
 	log    *slog.Logger
-	store  store
+	store  storeStack
 	tree   *fsnode.FS
 	ix     *indexer.Indexer
 	sc     *meta.Sidecar
@@ -452,29 +454,6 @@ func (d *daemon) refresh() (indexer.Result, error) {
 	}
 	d.tree.Invalidate(keys)
 	return res, nil
-}
-
-// statusReport is what `tapefs status --json` prints per mount.
-type statusReport struct {
-	mountInfo
-	Store       fsnode.Snapshot        `json:"store_counters"`
-	Pending     []fsnode.PendingUpload `json:"pending_uploads"`
-	Index       meta.Stats             `json:"index"`
-	LastRefresh time.Time              `json:"last_refresh,omitempty"`
-	RefreshErr  string                 `json:"last_refresh_error,omitempty"`
-	Profiles    []profileStatus        `json:"profiles,omitempty"`
-}
-
-// profileStatus is one store of a tier, as tapefs status shows it.
-type profileStatus struct {
-	Name              string  `json:"name"`
-	Origin            bool    `json:"origin"`
-	Reachable         bool    `json:"reachable"`
-	LatencyMS         float64 `json:"latency_ms"`
-	PendingWriteBacks int64   `json:"pending_write_backs"`
-	DroppedWriteBacks int64   `json:"dropped_write_backs"`
-	PendingRepairs    int     `json:"pending_repairs"`
-	LastError         string  `json:"last_error,omitempty"`
 }
 
 func (d *daemon) handleStatus(w http.ResponseWriter, r *http.Request) {

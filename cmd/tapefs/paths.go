@@ -1,16 +1,13 @@
 package main
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
 
-	"github.com/tapefs/tapefs/backend"
-	"github.com/tapefs/tapefs/backend/tier"
-	"gocloud.dev/blob"
+	"github.com/tapefs/tapefs/backend/storeurl"
 )
 
 // xdgDir returns $env, or $HOME/fallback when it is unset.
@@ -53,21 +50,9 @@ type store struct {
 	Redacted string
 	Meta     string // sidecar path
 	Embedded bool
-	Layers   backend.Layers // what backend.OpenWith stacks over the store
 	// Profiles are the stores to open: one, or a tier (the last is the
-	// origin), written to under Policy.
-	Profiles []backend.NamedURL
-	Policy   tier.WritePolicy
-}
-
-// openBucket opens st's store, or the tier of its stores (returned too, for
-// its status).
-func openBucket(ctx context.Context, st store) (*blob.Bucket, *tier.Tier, error) {
-	profiles := st.Profiles
-	if len(profiles) == 0 {
-		profiles = []backend.NamedURL{{Name: "default", URL: st.URL}}
-	}
-	return backend.OpenProfiles(ctx, backend.NewMux(), profiles, st.Layers, tier.Options{Policy: st.Policy, Logger: st.Layers.Logger})
+	// origin).
+	Profiles []storeurl.NamedURL
 }
 
 // resolveStore applies the defaults: no backend means the embedded file://
@@ -76,7 +61,7 @@ func openBucket(ctx context.Context, st store) (*blob.Bucket, *tier.Tier, error)
 func resolveStore(backendURL, metaPath string) (store, error) {
 	s := store{URL: backendURL, Meta: metaPath}
 	if backendURL == "" {
-		u, err := backend.FileURL(filepath.Join(dataDir(), "tapes"))
+		u, err := storeurl.FileURL(filepath.Join(dataDir(), "tapes"))
 		if err != nil {
 			return s, err
 		}
@@ -85,7 +70,7 @@ func resolveStore(backendURL, metaPath string) (store, error) {
 			s.Meta = filepath.Join(dataDir(), "index.db")
 		}
 	}
-	s.Redacted = backend.Redact(s.URL)
+	s.Redacted = storeurl.Redact(s.URL)
 	if s.Meta == "" {
 		s.Meta = filepath.Join(dataDir(), "sidecars", shortHash(s.URL)+".db")
 	}

@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"github.com/tapefs/tapefs/backend/storeurl"
 	"log/slog"
 	"maps"
 	"os"
@@ -50,7 +51,7 @@ func newQueryEnv(t *testing.T) *queryEnv {
 		t.Fatal(err)
 	}
 	e.truth = m.Tapes()
-	if e.url, err = backend.FileURL(e.store); err != nil {
+	if e.url, err = storeurl.FileURL(e.store); err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()

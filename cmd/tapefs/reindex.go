@@ -1,3 +1,5 @@
+//go:build !tapefs_lite
+
 package main
 
 import (
@@ -90,7 +92,7 @@ func (c *ReindexCmd) run(g *Globals, out io.Writer) error {
 
 // refuseIfMounted fails when a running mount holds the sidecar open: its
 // daemon would go on writing to the file that the rebuild replaces.
-func refuseIfMounted(st store) error {
+func refuseIfMounted(st storeStack) error {
 	onSidecar, _ := mountsOf(st)
 	var live []string
 	for _, mi := range onSidecar {

@@ -1,3 +1,5 @@
+//go:build !tapefs_lite
+
 package main
 
 import (
@@ -8,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tapefs/tapefs/backend"
+	"github.com/tapefs/tapefs/backend/storeurl"
 	"github.com/tapefs/tapefs/importer"
 )
 
@@ -25,7 +27,7 @@ func TestReindexCommand(t *testing.T) {
 	testEnv(t)
 	dir, m := writeCorpus(t)
 	storeDir := t.TempDir()
-	url, _ := backend.FileURL(storeDir)
+	url, _ := storeurl.FileURL(storeDir)
 	st, _ := resolveStore(url, "")
 	if _, err := runImport(t, ImportCmd{StoreFlags: StoreFlags{Backend: []string{url}}, Dir: dir}); err != nil {
 		t.Fatal(err)
@@ -60,7 +62,7 @@ func TestReindexCommand(t *testing.T) {
 
 func TestReindexRefusesWhileMounted(t *testing.T) {
 	testEnv(t)
-	url, _ := backend.FileURL(t.TempDir())
+	url, _ := storeurl.FileURL(t.TempDir())
 	st, _ := resolveStore(url, "")
 	fakeMount(t, "/mnt/busy", st.Meta, st.Redacted)
 	_, err := runReindex(t, ReindexCmd{StoreFlags: StoreFlags{Backend: []string{url}}})

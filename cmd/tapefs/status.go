@@ -1,3 +1,5 @@
+//go:build !tapefs_lite
+
 package main
 
 import (
@@ -6,6 +8,9 @@ import (
 	"log/slog"
 	"os"
 	"time"
+
+	"github.com/tapefs/tapefs/fsnode"
+	"github.com/tapefs/tapefs/meta"
 )
 
 // StatusCmd shows running mounts.
@@ -90,4 +95,27 @@ func (c *RefreshCmd) Run(g *Globals, log *slog.Logger) error {
 	}
 	fmt.Println(string(res))
 	return nil
+}
+
+// statusReport is what `tapefs status --json` prints per mount.
+type statusReport struct {
+	mountInfo
+	Store       fsnode.Snapshot        `json:"store_counters"`
+	Pending     []fsnode.PendingUpload `json:"pending_uploads"`
+	Index       meta.Stats             `json:"index"`
+	LastRefresh time.Time              `json:"last_refresh,omitempty"`
+	RefreshErr  string                 `json:"last_refresh_error,omitempty"`
+	Profiles    []profileStatus        `json:"profiles,omitempty"`
+}
+
+// profileStatus is one store of a tier, as tapefs status shows it.
+type profileStatus struct {
+	Name              string  `json:"name"`
+	Origin            bool    `json:"origin"`
+	Reachable         bool    `json:"reachable"`
+	LatencyMS         float64 `json:"latency_ms"`
+	PendingWriteBacks int64   `json:"pending_write_backs"`
+	DroppedWriteBacks int64   `json:"dropped_write_backs"`
+	PendingRepairs    int     `json:"pending_repairs"`
+	LastError         string  `json:"last_error,omitempty"`
 }

@@ -525,6 +525,7 @@ func mountsUnder(root string) []string {
 // Daemon processes
 
 // daemonPIDs finds the tapefs processes serving dir, by their command line.
+// A daemon is tapefs-full (the front end tapefsBin execs it for mount).
 func daemonPIDs(dir string) []int {
 	ents, _ := os.ReadDir("/proc")
 	var pids []int
@@ -534,7 +535,7 @@ func daemonPIDs(dir string) []int {
 			continue
 		}
 		exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
-		if err != nil || filepath.Base(strings.TrimSuffix(exe, " (deleted)")) != filepath.Base(tapefsBin) {
+		if err != nil || filepath.Base(strings.TrimSuffix(exe, " (deleted)")) != "tapefs-full" {
 			continue
 		}
 		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
