@@ -323,7 +323,7 @@ func (n *fileNode) release() {
 		sw.Discard()
 		return
 	}
-	if err := n.fsys.upload(sw, key, excl, gen); err != nil {
+	if err := n.fsys.uploadStaged(sw, key, excl, gen); err != nil {
 		n.fsys.stats.UploadErrors.Add(1)
 		if lostCreate(excl, err) {
 			sw.Discard() // another writer created the key first: never retried
@@ -357,7 +357,7 @@ func (n *fileNode) flush() error {
 	} else if !ok {
 		return nil // unlinked while open
 	}
-	if err := n.fsys.upload(sw, key, excl, gen); err != nil {
+	if err := n.fsys.uploadStaged(sw, key, excl, gen); err != nil {
 		n.fsys.stats.UploadErrors.Add(1)
 		sw.mu.Lock()
 		sw.lastErr = err
@@ -436,6 +436,7 @@ func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, sys
 	if err != nil {
 		return uint32(n), h.node.fsys.errno("write", sw.key, err)
 	}
+	h.node.fsys.maybeStream(sw) // a large file written in order goes up while it is written
 	return uint32(n), 0
 }
 

@@ -15,12 +15,14 @@ import (
 
 // StagedWrite is the local copy of a file being written. Writes land here;
 // an upload sends the whole file to the store in one writer, so the store
-// never holds a partial object. A journal entry beside the data names the
-// key, so a staged file that was not uploaded (crash, store down) is found
-// and uploaded at the next mount — if a close or fsync asked for its bytes:
-// the journal says "partial" from a write until the next close or fsync, and
-// staged bytes that no close or fsync covered are dropped after a crash
-// rather than replace the store's last version with half a write.
+// never holds a partial object (a large file written in order is sent while
+// it is written, see stream.go, and appears only when that writer closes).
+// A journal entry beside the data names the key, so a staged file that was
+// not uploaded (crash, store down) is found and uploaded at the next mount —
+// if a close or fsync asked for its bytes: the journal says "partial" from a
+// write until the next close or fsync, and staged bytes that no close or
+// fsync covered are dropped after a crash rather than replace the store's
+// last version with half a write.
 type StagedWrite struct {
 	mu        sync.Mutex
 	file      *os.File
@@ -34,6 +36,11 @@ type StagedWrite struct {
 	refs      int   // open handles using it
 	gen       int64 // bumped by every change, to tell if an upload is current
 	lastErr   error
+
+	end        int64         // the staged size, once sized
+	sized      bool          // end is known (else it is read from the file)
+	outOfOrder bool          // a write landed elsewhere than the end: no streamed upload
+	stream     *streamUpload // the upload running while the file is written, if any
 }
 
 // journalEntry is what the journal file records for recovery.
@@ -82,10 +89,28 @@ func (s *Staging) New(key string) (*StagedWrite, error) {
 func (w *StagedWrite) Fill(r io.Reader) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if _, err := io.Copy(w.file, r); err != nil {
-		return err
+	n, err := io.Copy(w.file, r)
+	w.end, w.sized = n, err == nil
+	return err
+}
+
+// endLocked is the staged size.
+func (w *StagedWrite) endLocked() int64 {
+	if !w.sized {
+		if st, err := w.file.Stat(); err == nil {
+			w.end, w.sized = st.Size(), true
+		}
 	}
-	return nil
+	return w.end
+}
+
+// stopStreamLocked aborts the streamed upload, if one runs: the staged
+// bytes are no longer the ones it sends.
+func (w *StagedWrite) stopStreamLocked() {
+	if w.stream != nil {
+		w.stream.abort()
+		w.stream = nil
+	}
 }
 
 // WriteAt writes p at off and marks the file dirty.
@@ -96,7 +121,22 @@ func (w *StagedWrite) WriteAt(p []byte, off int64) (int, error) {
 		return 0, err
 	}
 	w.gen++
-	return w.file.WriteAt(p, off)
+	if off != w.endLocked() {
+		w.outOfOrder = true
+		w.stopStreamLocked()
+	}
+	n, err := w.file.WriteAt(p, off)
+	if e := off + int64(n); w.sized && e > w.end {
+		w.end = e
+	}
+	if w.stream != nil {
+		if err != nil {
+			w.stopStreamLocked()
+		} else {
+			w.stream.grow(w.end)
+		}
+	}
+	return n, err
 }
 
 // ReadAt reads staged bytes.
@@ -112,7 +152,10 @@ func (w *StagedWrite) Truncate(size int64) error {
 		return err
 	}
 	w.gen++
-	return w.file.Truncate(size)
+	w.stopStreamLocked()
+	err := w.file.Truncate(size)
+	w.end, w.sized = size, err == nil
+	return err
 }
 
 // MarkDirty forces an upload at the next flush (a new, empty file).
@@ -158,6 +201,9 @@ func (w *StagedWrite) writeJournalLocked() error {
 func (w *StagedWrite) SetKey(key string) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if key != w.key {
+		w.stopStreamLocked()
+	}
 	w.key = key
 	if w.dirty {
 		return w.writeJournalLocked()
@@ -211,6 +257,7 @@ func (w *StagedWrite) refused(gen int64) {
 func (w *StagedWrite) Discard() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.stopStreamLocked()
 	w.file.Close()
 	os.Remove(w.jrnlPath)
 	os.Remove(w.dataPath)
