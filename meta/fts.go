@@ -229,7 +229,7 @@ func (s *Sidecar) Search(ctx context.Context, query string, f TapeFilter) ([]Hit
 		if err != nil {
 			return err
 		}
-		rows, err := tapesByID(ctx, db, ids)
+		rows, err := tapesByID(ctx, db, ids, f.Brief)
 		if err != nil {
 			return err
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -423,5 +424,34 @@ func TestMapForBulk(t *testing.T) {
 		return nil
 	}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestBriefListing: a Brief listing has the same tapes in the same order,
+// with every field of briefCols as in the full rows and the others zero.
+func TestBriefListing(t *testing.T) {
+	ctx := context.Background()
+	s := queryFixture(t)
+	for _, f := range []TapeFilter{{}, {Tags: []string{"debug"}}, {Sort: "key"}, {Errors: true, Limit: 2}} {
+		full, err := s.ListTapes(ctx, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Brief = true
+		brief, err := s.ListTapes(ctx, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(full) == 0 || len(brief) != len(full) {
+			t.Fatalf("%+v: %d brief rows, %d full rows", f, len(brief), len(full))
+		}
+		for i, r := range full {
+			want := TapeRow{ObjectID: r.ObjectID, Size: r.Size}
+			want.Key, want.Format, want.TapeID, want.Name, want.CreatedAt, want.Status = r.Key, r.Format, r.TapeID, r.Name, r.CreatedAt, r.Status
+			want.FrameCount, want.ErrorCount, want.Valid, want.Tags = r.FrameCount, r.ErrorCount, r.Valid, r.Tags
+			if !reflect.DeepEqual(brief[i], want) {
+				t.Errorf("%+v row %d:\n brief %+v\n want  %+v", f, i, brief[i], want)
+			}
+		}
 	}
 }

@@ -112,6 +112,31 @@ func scanTape(sc interface{ Scan(...any) error }) (TapeRow, error) {
 	return r, nil
 }
 
+// briefCols are the columns of a TapeFilter.Brief listing.
+const briefCols = `
+	SELECT o.id, o.key, o.size, t.format, t.tape_id, t.name, t.created_at, t.status,
+		t.frame_count, t.error_count, t.valid, t.tags`
+
+// scanBrief reads a row of briefCols.
+func scanBrief(sc interface{ Scan(...any) error }) (TapeRow, error) {
+	var r TapeRow
+	var created int64
+	var format, tags string
+	err := sc.Scan(&r.ObjectID, &r.Key, &r.Size, &format, &r.TapeID, &r.Name, &created, &r.Status,
+		&r.FrameCount, &r.ErrorCount, &r.Valid, &tags)
+	if err != nil {
+		return r, err
+	}
+	r.Format, r.CreatedAt = tape.Format(format), fromNsec(created)
+	if err := decodeStrings(tags, &r.Tags); err != nil {
+		return r, fmt.Errorf("tape %q: %w", r.Key, err)
+	}
+	if len(r.Tags) == 0 {
+		r.Tags = nil
+	}
+	return r, nil
+}
+
 // GetTape returns the index row of the tape whose data object is key (not
 // the row recording that a .json file is not a tape).
 func (s *Sidecar) GetTape(ctx context.Context, key string) (TapeRow, bool, error) {

@@ -350,6 +350,7 @@ func (c *LsCmd) Run(g *Globals, log *slog.Logger) error {
 		return err
 	}
 	f.Served = c.Paths != ""
+	f.Brief = !c.JSON // a table or paths: see printTapes
 	ctx := context.Background()
 	sc, err := queryIndex(ctx, c.StoreFlags, c.OutputFlags, log)
 	if err != nil {

@@ -32,6 +32,7 @@ func (c *SearchCmd) Run(g *Globals, log *slog.Logger) error {
 		return err
 	}
 	f.Served = c.Paths != ""
+	f.Brief = !c.JSON // a table or paths: see printTapes
 	query := strings.Join(c.Query, " ")
 	if _, err := meta.FTSQuery(query); err != nil { // before opening anything
 		return err
