@@ -6,7 +6,7 @@
 //
 //	go run -tags sqlite_fts5 ./bench/query                 # build in a temp dir, measure, remove
 //	go run -tags sqlite_fts5 ./bench/query -db /tmp/q.db -keep -plans
-//	go run -tags sqlite_fts5 ./bench/query -db /tmp/q.db -cli bin/tapefs   # reuse it, and time the CLI too
+//	go run -tags sqlite_fts5 ./bench/query -db /tmp/q.db -cli bin/tapefs,bin/tapefs-full   # reuse it, and time the CLI too
 //
 // With -db naming an existing file, the sidecar is reused as it is.
 package main
@@ -35,7 +35,7 @@ func main() {
 	keep := flag.Bool("keep", false, "keep the sidecar built in the temporary directory")
 	runs := flag.Int("runs", 20, "timed runs per query")
 	plans := flag.Bool("plans", false, "print each query's EXPLAIN QUERY PLAN")
-	cli := flag.String("cli", "", "a tapefs binary: also time `tapefs ls/search --meta DB` end to end")
+	cli := flag.String("cli", "", "tapefs binaries, comma-separated (e.g. bin/tapefs,bin/tapefs-full): also time `tapefs ls/search/show --meta DB` end to end with each, side by side")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the timed queries to this file")
 	only := flag.String("only", "", "time only the queries whose name contains this")
 	flag.Parse()
@@ -194,36 +194,52 @@ func run(n int, dbPath string, keep bool, runs int, plans bool, cli, only string
 			return fmt.Errorf("no tape to show: %v", err)
 		}
 		prefix := one[0].TapeID[:8]
-		fmt.Printf("\nend to end, `%s … --meta %s` (process start, open, query, print to /dev/null):\n", cli, dbPath)
+		bins := strings.Split(cli, ",")
+		fmt.Printf("\nend to end, `BINARY … --meta %s` (process start, open, query, print to /dev/null), p50 and max ms of %d runs:\n", dbPath, runs)
 		tw = tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "command\tp50 ms\tmax ms\t")
+		fmt.Fprint(tw, "command\t")
+		for _, b := range bins {
+			fmt.Fprintf(tw, "%s p50\tmax\t", filepath.Base(b))
+		}
+		fmt.Fprintln(tw)
 		for _, args := range [][]string{
+			{"--help"},
 			{"ls", "--limit", "50"},
 			{"ls", "--tag", mid.Value, "--limit", "50"},
 			{"ls", "--tag", mid.Value},
 			{"ls", "--tag", mid.Value, "--json"},
 			{"ls", "--tag", rare.Value},
+			{"ls", "--tag", common.Value, "--limit", "50"},
 			{"ls", "--errors", "--since", "7d"},
 			{"search", "timeout", "--limit", "50"},
+			{"search", `"connection refused"`, "--limit", "50"},
+			{"search", "kappa", "--tag", mid.Value, "--limit", "50"},
 			{"show", prefix},
 			{"show", "--json", prefix},
 		} {
 			if args[0] == "search" && !sc.HasFTS() {
 				continue
 			}
-			full := append(args, "--meta", dbPath)
-			times := make([]time.Duration, runs)
-			for i := range times {
-				cmd := exec.Command(cli, full...)
-				start := time.Now()
-				out, err := cmd.CombinedOutput()
-				times[i] = time.Since(start)
-				if err != nil {
-					return fmt.Errorf("%s %s: %v: %s", cli, strings.Join(full, " "), err, out)
-				}
+			full := args
+			if args[0] != "--help" {
+				full = append(slices.Clone(args), "--meta", dbPath)
 			}
-			p50, mx := stats(times)
-			fmt.Fprintf(tw, "tapefs %s\t%.1f\t%.1f\t\n", strings.Join(args, " "), ms(p50), ms(mx))
+			fmt.Fprintf(tw, "tapefs %s\t", strings.Join(args, " "))
+			for _, b := range bins {
+				times := make([]time.Duration, runs)
+				for i := range times {
+					cmd := exec.Command(b, full...)
+					start := time.Now()
+					out, err := cmd.CombinedOutput()
+					times[i] = time.Since(start)
+					if err != nil {
+						return fmt.Errorf("%s %s: %v: %s", b, strings.Join(full, " "), err, out)
+					}
+				}
+				p50, mx := stats(times)
+				fmt.Fprintf(tw, "%.1f\t%.1f\t", ms(p50), ms(mx))
+			}
+			fmt.Fprintln(tw)
 		}
 		tw.Flush()
 	}
