@@ -14,7 +14,8 @@ import (
 // dirNode is a directory: a key prefix in the store, listed from the sidecar.
 type dirNode struct {
 	fs.Inode
-	fsys *FS
+	fsys  *FS
+	cache dirCache // when the kernel may keep its listing (dirhandle.go)
 }
 
 var (

@@ -2,7 +2,11 @@ package fsnode
 
 import (
 	"context"
+	"encoding/binary"
+	"hash/fnv"
+	"sync"
 	"syscall"
+	"time"
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -10,14 +14,14 @@ import (
 )
 
 // dirHandle is an open directory. It reads the listing from the sidecar
-// once, and answers the lookups of READDIRPLUS (ls -l) from that listing,
-// so a directory of N entries costs one query, not N+1.
+// once, at open, and answers the lookups of READDIRPLUS (ls -l) from that
+// listing, so a directory of N entries costs one query, not N+1.
 type dirHandle struct {
 	node   *dirNode
 	ents   []meta.Entry
 	byName map[string]int
-	loaded bool
 	pos    int
+	fp     uint64 // fingerprint of ents (see listingFP)
 }
 
 var (
@@ -25,16 +29,126 @@ var (
 	_ fs.FileReaddirenter   = (*dirHandle)(nil)
 	_ fs.FileLookuper       = (*dirHandle)(nil)
 	_ fs.FileSeekdirer      = (*dirHandle)(nil)
+	_ fs.FileReleasedirer   = (*dirHandle)(nil)
 )
 
+// dirCache decides when the kernel may keep a directory's listing in its
+// readdir cache (FOPEN_CACHE_DIR): then a warm ls or glob reads the
+// listing without a READDIRPLUS round trip per ~150 entries (and without
+// the daemon making an inode for every entry again).
+//
+// The kernel's cache of a directory is used only when it can hold nothing
+// but the listing the sidecar gives now, filled less than half an entry
+// timeout ago: READDIRPLUS is what renews the kernel's entries and
+// attributes of the children; a listing served from the cache renews
+// nothing, and ls -l of a cache older than the entry timeout would send a
+// LOOKUP for every file. Otherwise the open drops the kernel's cache (an
+// inode notification) and fills it afresh, or, while handles of another
+// listing are open (any of them may be filling the cache), gets no
+// caching at all. go-fuse turns either of FOPEN_CACHE_DIR and
+// FOPEN_KEEP_CACHE into both.
+type dirCache struct {
+	mu      sync.Mutex
+	trusted bool           // the kernel's cache holds at most the listing fp
+	fp      uint64         // fingerprint of the listing the cache may hold
+	filled  time.Time      // when the cache was last filled
+	open    map[uint64]int // open handles by the fingerprint of their listing
+}
+
+// Ways to open a directory handle.
+const (
+	dirNoCache = iota // no caching: the kernel drops its cache
+	dirCached         // use the kernel's cache (or fill it)
+	dirRefill         // drop the kernel's cache, then fill it
+)
+
+// opened records a handle of listing fp and says how it uses the
+// kernel's cache. A dirRefill the caller could not carry out (the
+// notification failed) must be followed by failed.
+func (c *dirCache) opened(fp uint64, ttl time.Duration) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.open == nil {
+		c.open = map[uint64]int{}
+	}
+	mixed := false
+	for k := range c.open {
+		if k != fp {
+			mixed = true
+		}
+	}
+	c.open[fp]++
+	now := time.Now()
+	switch {
+	case ttl <= 0:
+		return dirNoCache
+	case mixed:
+		c.trusted = false
+		return dirNoCache
+	case c.trusted && c.fp == fp && now.Sub(c.filled) < ttl/2:
+		return dirCached
+	}
+	// The cache is dropped now; only the handles open now, which all read
+	// fp, can fill it again.
+	c.trusted, c.fp, c.filled = true, fp, now
+	return dirRefill
+}
+
+// failed says that the kernel's cache could not be dropped.
+func (c *dirCache) failed() {
+	c.mu.Lock()
+	c.trusted = false
+	c.mu.Unlock()
+}
+
+func (c *dirCache) released(fp uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.open[fp]--; c.open[fp] <= 0 {
+		delete(c.open, fp)
+	}
+}
+
+// listingFP is a fingerprint of everything a listing gives the kernel:
+// names, inode numbers, types, and the sizes and times READDIRPLUS sends
+// with them (a changed file is listed afresh, as before the cache).
+func listingFP(ents []meta.Entry) uint64 {
+	h := fnv.New64a()
+	var b [8 * 4]byte
+	for _, e := range ents {
+		kind := uint64(e.Size) << 1
+		if e.IsDir {
+			kind |= 1
+		}
+		binary.LittleEndian.PutUint64(b[0:], uint64(e.ID))
+		binary.LittleEndian.PutUint64(b[8:], kind)
+		binary.LittleEndian.PutUint64(b[16:], uint64(e.ModTime.UnixNano()))
+		binary.LittleEndian.PutUint64(b[24:], uint64(len(e.Name))) // no two names run together
+		h.Write([]byte(e.Name))
+		h.Write(b[:])
+	}
+	return h.Sum64()
+}
+
 func (n *dirNode) OpendirHandle(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
-	return &dirHandle{node: n}, 0, 0
+	h := &dirHandle{node: n}
+	if errno := h.load(ctx); errno != 0 {
+		return nil, 0, errno
+	}
+	switch n.cache.opened(h.fp, n.fsys.entryTTL) {
+	case dirRefill:
+		if n.NotifyContent(0, 0) != 0 {
+			n.cache.failed()
+			return h, 0, 0
+		}
+		fallthrough
+	case dirCached:
+		return h, fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE, 0
+	}
+	return h, 0, 0
 }
 
 func (h *dirHandle) load(ctx context.Context) syscall.Errno {
-	if h.loaded {
-		return 0
-	}
 	dir, errno := h.node.path()
 	if errno != 0 {
 		return errno
@@ -43,7 +157,7 @@ func (h *dirHandle) load(ctx context.Context) syscall.Errno {
 	if err != nil {
 		return h.node.fsys.errno("readdir", dir, err)
 	}
-	h.ents, h.loaded = ents, true
+	h.ents, h.fp = ents, listingFP(ents)
 	h.byName = make(map[string]int, len(ents))
 	for i, e := range ents {
 		h.byName[e.Name] = i
@@ -52,9 +166,6 @@ func (h *dirHandle) load(ctx context.Context) syscall.Errno {
 }
 
 func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
-	if errno := h.load(ctx); errno != 0 {
-		return nil, errno
-	}
 	if h.pos >= len(h.ents) {
 		return nil, 0
 	}
@@ -68,11 +179,12 @@ func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Err
 }
 
 func (h *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
-	if errno := h.load(ctx); errno != 0 {
-		return errno
-	}
 	h.pos = int(min(off, uint64(len(h.ents))))
 	return 0
+}
+
+func (h *dirHandle) Releasedir(ctx context.Context, releaseFlags uint32) {
+	h.node.cache.released(h.fp)
 }
 
 func (h *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {

@@ -54,6 +54,10 @@ type FS struct {
 	uid     uint32 // the daemon's, see owner
 	gid     uint32
 
+	// entryTTL is how long the kernel keeps entries and attributes (the
+	// shorter of the mount's two timeouts); see dirCache.
+	entryTTL time.Duration
+
 	mu      sync.Mutex
 	staged  map[*fileNode]struct{} // nodes holding a staged write
 	failed  []*failedUpload        // staged data waiting for the store
@@ -150,6 +154,7 @@ func (f *FS) Stats() *Stats { return &f.stats }
 // MountOptions returns go-fuse options for this tree.
 func (f *FS) MountOptions(entryTimeout, attrTimeout time.Duration, allowOther bool) *fs.Options {
 	neg := time.Second
+	f.entryTTL = min(entryTimeout, attrTimeout)
 	o := &fs.Options{
 		EntryTimeout:    &entryTimeout,
 		AttrTimeout:     &attrTimeout,
