@@ -113,6 +113,14 @@ func (d *Disk) Get(name string) ([]byte, bool) {
 	return b, true
 }
 
+// Has says whether the chunk is cached, without reading it.
+func (d *Disk) Has(name string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	_, ok := d.index[name]
+	return ok
+}
+
 // Put stores a chunk, evicting the least recently used ones to stay within
 // the bound. A failure to write (full disk) only means no caching.
 func (d *Disk) Put(name string, data []byte) error {

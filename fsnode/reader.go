@@ -51,6 +51,7 @@ type ObjectReader struct {
 	stats  *Stats
 	ctx    context.Context // lives until Close; read-ahead outlives requests
 	cancel context.CancelFunc
+	fetchs sync.WaitGroup // range reads and cache writes running
 
 	mu      sync.Mutex
 	chunks  map[int64]*chunkFetch
@@ -95,9 +96,7 @@ func (r *ObjectReader) ReadAt(ctx context.Context, p []byte, off int64) (int, er
 		if ahead > r.opts.MaxAhead {
 			ahead = r.opts.MaxAhead
 		}
-		for i := last + 1; i <= last+int64(ahead) && i*cs < r.size; i++ {
-			r.startLocked(i)
-		}
+		r.startAheadLocked(last+1, min(last+int64(ahead), (r.size-1)/cs))
 	}
 	r.evictLocked(first, last+int64(r.opts.MaxAhead))
 	r.mu.Unlock()
@@ -139,29 +138,121 @@ func (r *ObjectReader) startLocked(i int64) *chunkFetch {
 	r.chunks[i] = cf
 	start := i * r.opts.ChunkSize
 	length := min(r.opts.ChunkSize, r.size-start)
-	go func() {
-		defer close(cf.done)
-		cf.data, cf.err = r.fetchCached(i, start, length)
-	}()
+	r.fetchs.Go(func() { r.fetchCached(cf, i, start, length) })
 	return cf
 }
 
-// fetchCached serves chunk i from the disk cache, or fetches and keeps it.
-func (r *ObjectReader) fetchCached(i, start, length int64) ([]byte, error) {
+// spanBytes bounds one range read of read-ahead: the chunks a sequential
+// reader will want next are asked for together, several in one range read
+// (a store answers one 4 MiB read much faster than four of 1 MiB), and
+// each is served as soon as its bytes have arrived.
+const spanBytes = 4 << 20
+
+// startAheadLocked starts the chunks lo..hi that are neither fetched nor
+// cached, in spans of consecutive chunks.
+func (r *ObjectReader) startAheadLocked(lo, hi int64) {
+	per := max(1, spanBytes/r.opts.ChunkSize)
+	var span []*chunkFetch
+	first := int64(0)
+	flush := func() {
+		if len(span) > 0 {
+			f, cfs := first, span
+			r.fetchs.Go(func() { r.fetchSpan(f, cfs) })
+			span = nil
+		}
+	}
+	for i := lo; i <= hi; i++ {
+		if _, ok := r.chunks[i]; ok || r.cached(i) {
+			flush()
+			r.startLocked(i)
+			continue
+		}
+		if len(span) == 0 {
+			first = i
+		}
+		cf := &chunkFetch{done: make(chan struct{})}
+		r.chunks[i] = cf
+		if span = append(span, cf); int64(len(span)) == per {
+			flush()
+		}
+	}
+	flush()
+}
+
+// cached says whether chunk i is in the disk cache.
+func (r *ObjectReader) cached(i int64) bool {
+	c := r.opts.Cache
+	return c != nil && r.etag != "" && c.Has(cache.Name(r.key, r.etag, i))
+}
+
+// fetchSpan reads the chunks first, first+1, … in one range read, serving
+// each as soon as its bytes are in, and keeps them in the disk cache after.
+func (r *ObjectReader) fetchSpan(first int64, cfs []*chunkFetch) {
+	cs := r.opts.ChunkSize
+	start := first * cs
+	end := min(start+int64(len(cfs))*cs, r.size)
+	ctx, cancel := context.WithTimeout(r.ctx, r.opts.Timeout)
+	defer cancel()
+	r.stats.StoreReads.Add(1)
+	rd, err := r.bucket.NewRangeReader(ctx, r.key, start, end-start, nil)
+	if err == nil {
+		defer rd.Close()
+	}
+	short := false // the object shrank since it was listed
+	for k, cf := range cfs {
+		cstart := start + int64(k)*cs
+		length := min(cs, r.size-cstart)
+		switch {
+		case err != nil:
+			cf.err = err
+		case short:
+		default:
+			buf := make([]byte, length)
+			n, rerr := io.ReadFull(rd, buf)
+			r.stats.StoreReadBytes.Add(int64(n))
+			if rerr == io.ErrUnexpectedEOF || rerr == io.EOF {
+				rerr, short = nil, true // serve what is there
+			}
+			cf.data, cf.err, err = buf[:n], rerr, rerr
+		}
+		close(cf.done)
+	}
+	for k, cf := range cfs {
+		if cf.err == nil && int64(len(cf.data)) == min(cs, r.size-start-int64(k)*cs) {
+			r.keep(first+int64(k), cf.data)
+		}
+	}
+}
+
+// keep puts chunk i in the disk cache, if there is one; a full disk only
+// means no caching.
+func (r *ObjectReader) keep(i int64, b []byte) {
+	if c := r.opts.Cache; c != nil && r.etag != "" {
+		c.Put(cache.Name(r.key, r.etag, i), b)
+	}
+}
+
+// fetchCached serves chunk i from the disk cache, or fetches it (and keeps
+// it once the reader has it).
+func (r *ObjectReader) fetchCached(cf *chunkFetch, i, start, length int64) {
 	c := r.opts.Cache
 	if c == nil || r.etag == "" {
-		return r.fetch(start, length)
+		cf.data, cf.err = r.fetch(start, length)
+		close(cf.done)
+		return
 	}
-	name := cache.Name(r.key, r.etag, i)
-	if b, ok := c.Get(name); ok && int64(len(b)) == length {
+	if b, ok := c.Get(cache.Name(r.key, r.etag, i)); ok && int64(len(b)) == length {
 		r.stats.CacheHitBytes.Add(int64(len(b)))
-		return b, nil
+		cf.data = b
+		close(cf.done)
+		return
 	}
 	b, err := r.fetch(start, length)
+	cf.data, cf.err = b, err
+	close(cf.done)
 	if err == nil && int64(len(b)) == length {
-		c.Put(name, b) // a full disk only means no caching
+		r.keep(i, b)
 	}
-	return b, err
 }
 
 func (r *ObjectReader) fetch(start, length int64) ([]byte, error) {
@@ -195,3 +286,6 @@ func (r *ObjectReader) evictLocked(lo, hi int64) {
 func (r *ObjectReader) Close() {
 	r.cancel()
 }
+
+// wait returns when no range read or cache write of r is running.
+func (r *ObjectReader) wait() { r.fetchs.Wait() }
