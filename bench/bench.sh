@@ -112,11 +112,21 @@ echo "running local disk ..." >&2;  run_suite local "$WORK/local"
 echo "running tapefs ..." >&2;      run_suite tapefs "$WORK/mnt/tapefs"
 echo "running rclone ..." >&2;      run_suite rclone "$WORK/mnt/rclone"
 
+# A later mount of the same store: tapefs keeps its sidecar and only
+# reconciles it with a listing; rclone starts as it always does.
+echo "remounting ..." >&2
+"$BIN/tapefs" unmount "$WORK/mnt/tapefs"
+fusermount -u "$WORK/mnt/rclone" 2>/dev/null || umount -l "$WORK/mnt/rclone"
+for _ in $(seq 100); do mountpoint -q "$WORK/mnt/rclone" || break; sleep 0.1; done
+R[tapefs,remount]=$(t mount_tapefs)
+R[rclone,remount]=$(t mount_rclone)
+R[local,remount]=0
+
 size_mib=$(( $(stat -c %s "$WORK/local/$LARGE_KEY") / 1048576 ))
 printf '\n%d tapes (%d objects, %s), large tape %d MiB, S3 server versitygw on loopback\n' \
   "$TAPES" "$(find "$WORK/local" -type f | wc -l)" "$(du -sh "$WORK/local" | cut -f1)" "$size_mib"
 printf '%-22s %10s %10s %10s %14s %14s\n' "operation" "local s" "tapefs s" "rclone s" "rclone/tapefs" "tapefs/local"
-for op in mount ls_cold ls_warm grep_cold grep_warm read_cold read_warm copy_in; do
+for op in mount remount ls_cold ls_warm grep_cold grep_warm read_cold read_warm copy_in; do
   l=${R[local,$op]}; a=${R[tapefs,$op]}; b=${R[rclone,$op]}
   printf '%-22s %10.3f %10.3f %10.3f %13.1fx %13.1fx\n' "$op" "$l" "$a" "$b" \
     "$(echo "$b / ($a + 0.0001)" | bc -l)" "$(echo "$a / ($l + 0.0001)" | bc -l)"
