@@ -111,6 +111,7 @@ func (n *dirNode) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAtt
 }
 
 func (n *dirNode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	defer n.fsys.changed() // see openEntry
 	if n.reserved(name) {
 		return nil, syscall.EROFS
 	}
@@ -147,6 +148,7 @@ func (n *dirNode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse
 }
 
 func (n *dirNode) Rmdir(ctx context.Context, name string) syscall.Errno {
+	defer n.fsys.changed() // see openEntry
 	if n.reserved(name) {
 		return syscall.EROFS
 	}
@@ -187,6 +189,7 @@ func (n *dirNode) Rmdir(ctx context.Context, name string) syscall.Errno {
 }
 
 func (n *dirNode) Unlink(ctx context.Context, name string) syscall.Errno {
+	defer n.fsys.changed() // see openEntry
 	if n.reserved(name) {
 		return syscall.EROFS
 	}
@@ -230,6 +233,7 @@ func (n *dirNode) Unlink(ctx context.Context, name string) syscall.Errno {
 }
 
 func (n *dirNode) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
+	defer n.fsys.changed() // see openEntry
 	if n.reserved(name) {
 		return nil, nil, 0, syscall.EROFS
 	}
@@ -279,6 +283,7 @@ func (n *dirNode) Create(ctx context.Context, name string, flags uint32, mode ui
 }
 
 func (n *dirNode) Rename(ctx context.Context, name string, newParent fs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	defer n.fsys.changed() // see openEntry
 	dir, errno := n.path()
 	if errno != 0 {
 		return errno

@@ -29,6 +29,7 @@ type fileNode struct {
 	deleted  bool
 	keepETag string     // ETag at the last open, for FOPEN_KEEP_CACHE
 	last     meta.Entry // the attributes last served, for fstat after unlink
+	opened   openEntry  // the entry the last read-only open read (see openEntry)
 	uploadMu sync.Mutex // one upload of this file at a time
 }
 
@@ -222,7 +223,7 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint3
 		}
 		return &handle{node: n, write: true}, 0, 0
 	}
-	e, errno := n.entry(ctx)
+	e, errno := n.openEntry(ctx)
 	if errno != 0 {
 		return nil, 0, errno
 	}

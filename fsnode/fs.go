@@ -13,6 +13,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -55,8 +56,9 @@ type FS struct {
 	gid     uint32
 
 	// entryTTL is how long the kernel keeps entries and attributes (the
-	// shorter of the mount's two timeouts); see dirCache.
+	// shorter of the mount's two timeouts); see dirCache and openEntry.
 	entryTTL time.Duration
+	epoch    atomic.Uint64 // changes to the sidecar's tree; see openEntry
 
 	mu      sync.Mutex
 	staged  map[*fileNode]struct{} // nodes holding a staged write
@@ -233,6 +235,53 @@ func (f *FS) fillAttr(e meta.Entry, a *fuse.Attr) {
 // entry of every listing).
 func (f *FS) owner() (uint32, uint32) { return f.uid, f.gid }
 
+// changed records a change to the sidecar's tree, after it is made: the
+// entries read-only opens reuse (openEntry) are read afresh. Every write
+// of object or directory rows in the mount's process comes through here:
+// fsnode's (the FUSE operations that change the tree, uploads), and the
+// refreshes, which end in Invalidate.
+func (f *FS) changed() { f.epoch.Add(1) }
+
+// openEntry is what a read-only open of a fileNode last read from the
+// sidecar, and when.
+type openEntry struct {
+	e     meta.Entry
+	epoch uint64 // FS.epoch before it was read
+	at    time.Time
+}
+
+// openEntry is the node's entry for a read-only open. grep over a
+// directory of tapes opens every file; the sidecar query was a fifth of
+// a warm grep. The entry the node's last open read is used again while
+// nothing has changed the sidecar's tree since (FS.epoch), the node has
+// no staged data, is not unlinked and has the same key, and for at most
+// the entry timeout: the kernel's own bound on stale names and
+// attributes, and so on what another mount sharing the sidecar file may
+// have changed unseen. Views and synthesized companions always ask.
+func (n *fileNode) openEntry(ctx context.Context) (meta.Entry, syscall.Errno) {
+	ttl := n.fsys.entryTTL
+	cacheable := ttl > 0 && n.inView == 0 && n.synth == ""
+	epoch := n.fsys.epoch.Load() // before the query: a change after it makes the entry stale
+	if cacheable {
+		n.mu.Lock()
+		c := n.opened
+		ok := !c.at.IsZero() && c.epoch == epoch && time.Since(c.at) < ttl &&
+			n.staged == nil && !n.deleted && c.e.Key == n.key
+		n.mu.Unlock()
+		if ok {
+			return c.e, 0
+		}
+	}
+	at := time.Now()
+	e, errno := n.entry(ctx)
+	if errno == 0 && cacheable && e.ID&synthInoBase == 0 {
+		n.mu.Lock()
+		n.opened = openEntry{e: e, epoch: epoch, at: at}
+		n.mu.Unlock()
+	}
+	return e, errno
+}
+
 // newChild makes (or finds) the inode for a sidecar entry.
 func (f *FS) newChild(ctx context.Context, parent *fs.Inode, e meta.Entry) *fs.Inode {
 	if e.IsDir {
@@ -351,6 +400,7 @@ func (f *FS) createLost(ctx context.Context, sw *StagedWrite, key string, gen in
 
 // recordObject stores the store's current attributes of key in the sidecar.
 func (f *FS) recordObject(ctx context.Context, key string) error {
+	defer f.changed()
 	a, err := f.bucket.Attributes(ctx, key)
 	if err != nil {
 		return err
@@ -362,6 +412,7 @@ func (f *FS) recordObject(ctx context.Context, key string) error {
 // deleteKey removes key from the store (a missing object is fine) and from
 // the sidecar and index.
 func (f *FS) deleteKey(ctx context.Context, key string) error {
+	defer f.changed()
 	if err := f.bucket.Delete(ctx, key); err != nil && gcerrors.Code(err) != gcerrors.NotFound {
 		return err
 	}
@@ -592,6 +643,7 @@ func (f *FS) Recover(ctx context.Context) (int, error) {
 // Invalidate tells the kernel that the given keys changed in the store, so
 // it drops cached entries, attributes and pages for them.
 func (f *FS) Invalidate(keys []string) {
+	f.changed() // a refresh has changed the sidecar
 	for _, key := range keys {
 		pl, err := keypath.Split(key)
 		if err != nil {
