@@ -12,9 +12,10 @@ import (
 func TestDirCache(t *testing.T) {
 	const ttl = time.Hour
 	var c dirCache
+	var reads int64
 	step := func(what string, fp uint64, want int) {
 		t.Helper()
-		if got := c.opened(fp, ttl); got != want {
+		if got := c.opened(fp, ttl, reads); got != want {
 			t.Fatalf("%s: opened(%d) = %d, want %d", what, fp, got, want)
 		}
 	}
@@ -39,19 +40,24 @@ func TestDirCache(t *testing.T) {
 	c.released(4)
 	step("after a failed refill", 4, dirRefill)
 	c.released(4)
+	reads++
+	step("after a read the daemon served", 4, dirRefill)
+	c.released(4)
+	step("no read since", 4, dirCached)
+	c.released(4)
 	if len(c.open) != 0 {
 		t.Errorf("open handles left: %v", c.open)
 	}
 
 	var off dirCache
-	if got := off.opened(1, 0); got != dirNoCache {
+	if got := off.opened(1, 0, 0); got != dirNoCache {
 		t.Errorf("with no entry timeout: opened = %d, want no caching", got)
 	}
 	var old dirCache
-	old.opened(1, ttl)
+	old.opened(1, ttl, 0)
 	old.released(1)
 	old.filled = old.filled.Add(-ttl)
-	if got := old.opened(1, ttl); got != dirRefill {
+	if got := old.opened(1, ttl, 0); got != dirRefill {
 		t.Errorf("a cache older than half the timeout: opened = %d, want a refill", got)
 	}
 }

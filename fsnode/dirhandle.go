@@ -47,11 +47,18 @@ var (
 // listing are open (any of them may be filling the cache), gets no
 // caching at all. go-fuse turns either of FOPEN_CACHE_DIR and
 // FOPEN_KEEP_CACHE into both.
+//
+// A read the daemon serves makes the kernel mark that file's atime stale,
+// and its next stat is a GETATTR round trip, which READDIRPLUS spares: a
+// warm grep after a cold one made 2,000 of them. So the cache is filled
+// afresh after any read the daemon served since the last fill (reads
+// counts them, see FS.daemonReads).
 type dirCache struct {
 	mu      sync.Mutex
 	trusted bool           // the kernel's cache holds at most the listing fp
 	fp      uint64         // fingerprint of the listing the cache may hold
 	filled  time.Time      // when the cache was last filled
+	reads   int64          // FS.daemonReads when it was filled
 	open    map[uint64]int // open handles by the fingerprint of their listing
 }
 
@@ -65,7 +72,7 @@ const (
 // opened records a handle of listing fp and says how it uses the
 // kernel's cache. A dirRefill the caller could not carry out (the
 // notification failed) must be followed by failed.
-func (c *dirCache) opened(fp uint64, ttl time.Duration) int {
+func (c *dirCache) opened(fp uint64, ttl time.Duration, reads int64) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.open == nil {
@@ -85,12 +92,12 @@ func (c *dirCache) opened(fp uint64, ttl time.Duration) int {
 	case mixed:
 		c.trusted = false
 		return dirNoCache
-	case c.trusted && c.fp == fp && now.Sub(c.filled) < ttl/2:
+	case c.trusted && c.fp == fp && now.Sub(c.filled) < ttl/2 && reads == c.reads:
 		return dirCached
 	}
 	// The cache is dropped now; only the handles open now, which all read
 	// fp, can fill it again.
-	c.trusted, c.fp, c.filled = true, fp, now
+	c.trusted, c.fp, c.filled, c.reads = true, fp, now, reads
 	return dirRefill
 }
 
@@ -135,7 +142,7 @@ func (n *dirNode) OpendirHandle(ctx context.Context, flags uint32) (fs.FileHandl
 	if errno := h.load(ctx); errno != 0 {
 		return nil, 0, errno
 	}
-	switch n.cache.opened(h.fp, n.fsys.entryTTL) {
+	switch n.cache.opened(h.fp, n.fsys.entryTTL, n.fsys.daemonReads()) {
 	case dirRefill:
 		if n.NotifyContent(0, 0) != 0 {
 			n.cache.failed()

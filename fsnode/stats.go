@@ -35,3 +35,9 @@ func (s *Stats) Snapshot() Snapshot {
 		Deletes: s.Deletes.Load(), Copies: s.Copies.Load(),
 	}
 }
+
+// daemonReads grows with every read of a store object the daemon serves
+// (each fetch of a chunk, from the store or the disk cache); see dirCache.
+func (f *FS) daemonReads() int64 {
+	return f.stats.StoreReads.Load() + f.stats.CacheHitBytes.Load()
+}
