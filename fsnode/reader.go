@@ -98,7 +98,7 @@ func (r *ObjectReader) ReadAt(ctx context.Context, p []byte, off int64) (int, er
 		}
 		r.startAheadLocked(last+1, min(last+int64(ahead), (r.size-1)/cs))
 	}
-	r.evictLocked(first, last+int64(r.opts.MaxAhead))
+	r.evictLocked(first, last+int64(r.opts.MaxAhead)+r.spanChunks())
 	r.mu.Unlock()
 
 	n := 0
@@ -148,10 +148,16 @@ func (r *ObjectReader) startLocked(i int64) *chunkFetch {
 // each is served as soon as its bytes have arrived.
 const spanBytes = 4 << 20
 
+// spanChunks is the number of chunks in one span.
+func (r *ObjectReader) spanChunks() int64 { return max(1, spanBytes/r.opts.ChunkSize) }
+
 // startAheadLocked starts the chunks lo..hi that are neither fetched nor
-// cached, in spans of consecutive chunks.
+// cached, in spans: the chunks of one aligned group of spanChunks, the last
+// group widened to its end, so that a reader moving ahead one chunk at a
+// time still asks for whole spans.
 func (r *ObjectReader) startAheadLocked(lo, hi int64) {
-	per := max(1, spanBytes/r.opts.ChunkSize)
+	per := r.spanChunks()
+	hi = min((hi/per+1)*per-1, (r.size-1)/r.opts.ChunkSize)
 	var span []*chunkFetch
 	first := int64(0)
 	flush := func() {
@@ -172,7 +178,7 @@ func (r *ObjectReader) startAheadLocked(lo, hi int64) {
 		}
 		cf := &chunkFetch{done: make(chan struct{})}
 		r.chunks[i] = cf
-		if span = append(span, cf); int64(len(span)) == per {
+		if span = append(span, cf); i%per == per-1 {
 			flush()
 		}
 	}
