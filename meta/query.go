@@ -206,9 +206,9 @@ func (f TapeFilter) orderBy() string {
 // scores) of the tapes f selects, in order.
 func (f TapeFilter) selectIDs(match string, scanInOrder bool) (string, []any) {
 	cond, args := f.where(scanInOrder)
-	q := `SELECT t.object, 0 AS score FROM tapes t JOIN objects o ON o.id = t.object`
+	q := idsSelect + ` FROM tapes t JOIN objects o ON o.id = t.object`
 	if scanInOrder {
-		q = `SELECT t.object, 0 AS score FROM tapes t INDEXED BY tapes_created JOIN objects o ON o.id = t.object`
+		q = idsSelect + ` FROM tapes t INDEXED BY tapes_created JOIN objects o ON o.id = t.object`
 	}
 	if match != "" {
 		q = `SELECT t.object, f.score
@@ -223,6 +223,27 @@ func (f TapeFilter) selectIDs(match string, scanInOrder bool) (string, []any) {
 		args = append(args, f.Limit)
 	}
 	return q, args
+}
+
+// idsSelect is the select list of selectIDs' query without a match.
+const idsSelect = `SELECT t.object, 0 AS score`
+
+// briefRows runs q, a query of briefCols, and returns its rows in order.
+func briefRows(ctx context.Context, db querier, q string, args []any) ([]TapeRow, error) {
+	rows, err := db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []TapeRow
+	for rows.Next() {
+		r, err := scanBrief(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
 }
 
 // querier is a *sql.DB or a *sql.Tx.
@@ -416,6 +437,13 @@ func (s *Sidecar) ListTapes(ctx context.Context, f TapeFilter) ([]TapeRow, error
 			return err
 		}
 		q, args := f.selectIDs("", inOrder)
+		if f.Brief && f.Limit <= 0 {
+			// Every match is read: read each row once, sorted with its
+			// few columns, not once to sort its id and again to fetch it
+			// (815 tapes: 3,993 page reads, now about half).
+			out, err = briefRows(ctx, db, briefCols+strings.TrimPrefix(q, idsSelect), args)
+			return err
+		}
 		ids, _, err := selectIDs(ctx, db, q, args)
 		if err != nil {
 			return err
