@@ -336,23 +336,29 @@ func orderFirst(ctx context.Context, db querier, f TapeFilter) (bool, error) {
 const bulkTapes = 1000
 
 // mapForBulk maps the sidecar file for a query of a one-shot sidecar (see
-// queryDriver) in read transaction db when f reads more than bulkTapes
-// tapes: it has no limit and no tag, tool or method criterion matches at
-// most bulkTapes tapes (each is counted from its index, up to bulkTapes+1).
-// unmap ends the map; call it before the transaction ends.
+// queryDriver) in read transaction db when f selects more than bulkTapes
+// tapes: it has no limit (or a larger one), no tag, tool or method of it
+// is on bulkTapes tapes or fewer, and a count of its matches, up to
+// bulkTapes+1, says so. unmap ends the map; call it before the
+// transaction ends.
 func (s *Sidecar) mapForBulk(ctx context.Context, db querier, f TapeFilter) (unmap func(), err error) {
 	unmap = func() {}
 	if !s.oneShot || (f.Limit > 0 && f.Limit <= bulkTapes) {
 		return unmap, nil
 	}
+	// A rare tag, tool or method is counted from its own index, cheaply.
 	for _, ff := range f.facetFilters() {
 		m, err := ff.countUpTo(ctx, db, bulkTapes+1)
-		if err != nil {
+		if err != nil || m <= bulkTapes {
 			return unmap, err
 		}
-		if m <= bulkTapes {
-			return unmap, nil
-		}
+	}
+	cond, args := f.where(false)
+	var m int64
+	err = db.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM tapes t JOIN objects o ON o.id = t.object WHERE `+
+		cond+` LIMIT ?)`, append(args, bulkTapes+1)...).Scan(&m)
+	if err != nil || m <= bulkTapes {
+		return unmap, err
 	}
 	var size int64
 	if err := db.QueryRowContext(ctx, fmt.Sprintf(`PRAGMA mmap_size = %d`, mmapSize)).Scan(&size); err != nil {

@@ -349,7 +349,7 @@ func TestPrefixEnd(t *testing.T) {
 }
 
 // TestMapForBulk: a one-shot (read-only) sidecar maps its file only for a
-// query that reads more than bulkTapes tapes, and unmaps it afterwards; the
+// query that selects more than bulkTapes tapes, and unmaps it afterwards; the
 // daemon's sidecar is always mapped by its driver and never touched here.
 func TestMapForBulk(t *testing.T) {
 	ctx := context.Background()
@@ -387,6 +387,7 @@ func TestMapForBulk(t *testing.T) {
 		{TapeFilter{Tags: []string{"many", "few"}}, false},
 		{TapeFilter{Tags: []string{"many"}, Limit: 10}, false},
 		{TapeFilter{Status: tape.StatusFinalized}, true},
+		{TapeFilter{Since: qbase.Add(time.Duration(n-100) * time.Minute)}, false}, // 100 tapes
 	} {
 		err := ro.view(ctx, func(db querier) error {
 			if got := mapped(db); got != 0 {
