@@ -263,17 +263,7 @@ func TestUnmountAfterDaemonKilled(t *testing.T) {
 	if r := try(t, "ls", m.Dir); r.Code == 0 || !strings.Contains(r.Stderr, "not connected") {
 		t.Logf("ls of the dead mount (expected ENOTCONN):\n%s", r)
 	}
-	r := tapefs(t, st, "unmount", m.Dir)
-	m.unmounted = true
-	if r.Code != 0 {
-		detach(m.Dir)
-		t.Fatalf("tapefs unmount of a dead mount failed:\n%s", r)
-	}
-	if isMounted(m.Dir) {
-		detach(m.Dir)
-		t.Fatalf("tapefs unmount exited 0 but %s is still mounted", m.Dir)
-	}
-	m2 := mount(t, st, at(m.Dir))
+	m2 := m.Remount(t) // tapefs unmount cleans up the dead mount
 	checkListing(t, m2, c.Files)
 	checkMount(t, m2, map[string][]byte{c.Malformed: c.Files[c.Malformed]})
 }
