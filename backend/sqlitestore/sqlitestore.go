@@ -545,31 +545,43 @@ func (w *writer) newBlob(tx *sql.Tx, now int64) error {
 
 // flush stores the buffered chunk under the writer's upload.
 func (w *writer) flush() error {
-	if err := w.ctx.Err(); err != nil {
-		return err
-	}
-	tx, err := w.b.w.BeginTx(w.ctx, nil)
+	tx, _, err := w.chunkTx()
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	now := time.Now().UnixNano()
-	if w.blob == 0 {
-		if err := w.newBlob(tx, now); err != nil {
-			return err
-		}
-	} else if _, err := tx.ExecContext(w.ctx, `UPDATE blobs SET touched = ? WHERE id = ?`, now, w.blob); err != nil {
-		return err
-	}
-	if _, err := tx.ExecContext(w.ctx, `INSERT INTO chunks (blob, n, data) VALUES (?, ?, ?)`, w.blob, w.chunks, w.buf); err != nil {
-		return err
-	}
 	if err := tx.Commit(); err != nil {
 		return err
 	}
 	w.chunks++
 	w.buf = w.buf[:0]
 	return nil
+}
+
+// chunkTx begins the transaction that stores the buffered chunk, if any,
+// under the writer's upload: it makes the upload's blob row the first time
+// and marks it touched after. now is the transaction's time.
+func (w *writer) chunkTx() (tx *sql.Tx, now int64, err error) {
+	if err := w.ctx.Err(); err != nil {
+		return nil, 0, err
+	}
+	if tx, err = w.b.w.BeginTx(w.ctx, nil); err != nil {
+		return nil, 0, err
+	}
+	now = time.Now().UnixNano()
+	if w.blob == 0 {
+		err = w.newBlob(tx, now)
+	} else {
+		_, err = tx.ExecContext(w.ctx, `UPDATE blobs SET touched = ? WHERE id = ?`, now, w.blob)
+	}
+	if err == nil && len(w.buf) > 0 {
+		_, err = tx.ExecContext(w.ctx, `INSERT INTO chunks (blob, n, data) VALUES (?, ?, ?)`, w.blob, w.chunks, w.buf)
+	}
+	if err != nil {
+		tx.Rollback()
+		return nil, 0, err
+	}
+	return tx, now, nil
 }
 
 // abort deletes the chunks stored so far (nothing points at them).
@@ -606,25 +618,11 @@ func (w *writer) Close() (err error) {
 			w.abort()
 		}
 	}()
-	if err := w.ctx.Err(); err != nil {
-		return err
-	}
-	tx, err := w.b.w.BeginTx(w.ctx, nil)
+	tx, now, err := w.chunkTx()
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	now := time.Now().UnixNano()
-	if w.blob == 0 {
-		if err := w.newBlob(tx, now); err != nil {
-			return err
-		}
-	}
-	if len(w.buf) > 0 {
-		if _, err := tx.ExecContext(w.ctx, `INSERT INTO chunks (blob, n, data) VALUES (?, ?, ?)`, w.blob, w.chunks, w.buf); err != nil {
-			return err
-		}
-	}
 	created := now
 	var old int64
 	switch err := tx.QueryRowContext(w.ctx, `SELECT blob, create_time FROM objects WHERE key = ?`, w.key).Scan(&old, &created); {
