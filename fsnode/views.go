@@ -245,7 +245,7 @@ func (n *viewNode) fillAttr(a *fuse.Attr) {
 	a.Nlink = 2
 	a.Ino = n.ino()
 	a.Size = 4096
-	a.Blksize = 4096
+	a.Blksize = ioBlock
 	t := n.fsys.started
 	a.SetTimes(&t, &t, &t)
 	a.Uid, a.Gid = n.fsys.owner()
