@@ -377,12 +377,29 @@ func (f *FS) upload(sw *StagedWrite, key string, exclusive bool, gen int64) erro
 	if err := f.recordObject(ctx, key); err != nil {
 		return err
 	}
-	if f.opts.Indexer != nil {
-		if err := f.opts.Indexer.IndexKey(ctx, key); err != nil {
-			f.log.Warn("indexing after upload failed", "key", key, "err", err)
-		}
-	}
+	f.indexUploaded(ctx, sw, key, gen, size)
 	return nil
+}
+
+// indexUploaded re-indexes key after the staged bytes of sw at gen went up
+// as it. The tape is parsed from the staged file, which holds those bytes
+// unless a write came since; then (also when one came during the parse)
+// it is read back from the store.
+func (f *FS) indexUploaded(ctx context.Context, sw *StagedWrite, key string, gen, size int64) {
+	ix := f.opts.Indexer
+	if ix == nil {
+		return
+	}
+	var err error
+	if sw.unchangedSince(gen) {
+		err = ix.IndexUploaded(ctx, key, io.NewSectionReader(sw.file, 0, size))
+	}
+	if err == nil && !sw.unchangedSince(gen) {
+		err = ix.IndexKey(ctx, key)
+	}
+	if err != nil {
+		f.log.Warn("indexing after upload failed", "key", key, "err", err)
+	}
 }
 
 // lostCreate says whether err is the store refusing an O_EXCL upload

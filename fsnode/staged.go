@@ -227,6 +227,13 @@ func (w *StagedWrite) snapshot() (key string, dirty, exclusive, deleted bool, ge
 	return w.key, w.dirty, w.exclusive, w.deleted, w.gen
 }
 
+// unchangedSince says whether no write or truncate came after gen.
+func (w *StagedWrite) unchangedSince(gen int64) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.gen == gen
+}
+
 // uploaded clears dirty if no write happened since the upload began, and
 // drops the journal: the store now holds these bytes.
 func (w *StagedWrite) uploaded(gen int64) {

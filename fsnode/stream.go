@@ -197,11 +197,7 @@ func (f *FS) finishStream(sw *StagedWrite, key string, exclusive bool, gen int64
 	if err := f.recordObject(ctx, key); err != nil {
 		return true, err
 	}
-	if f.opts.Indexer != nil {
-		if err := f.opts.Indexer.IndexKey(ctx, key); err != nil {
-			f.log.Warn("indexing after upload failed", "key", key, "err", err)
-		}
-	}
+	f.indexUploaded(ctx, sw, key, gen, size)
 	return true, nil
 }
 

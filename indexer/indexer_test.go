@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -140,6 +141,20 @@ func reconcile(t testing.TB, ix *Indexer) Result {
 		t.Fatal(err)
 	}
 	return res
+}
+
+// upload puts content at key in the store and the object's row in the
+// sidecar, as the mount does after an upload and before it indexes.
+func upload(t testing.TB, b *blob.Bucket, sc *meta.Sidecar, key, content string) {
+	t.Helper()
+	write(t, b, key, content)
+	a, err := b.Attributes(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sc.PutObject(context.Background(), meta.Object{Key: key, Size: a.Size, ModTime: a.ModTime, ETag: a.ETag, MD5: a.MD5}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func getTape(t testing.TB, sc *meta.Sidecar, key string) meta.TapeRow {
@@ -494,14 +509,7 @@ func TestIndexKeyForgetKey(t *testing.T) {
 	ix, _ := newIndexer(t, b, sc)
 	// mountWrite does what the FUSE layer does after an upload.
 	mountWrite := func(key, content string) {
-		write(t, b, key, content)
-		a, err := b.Attributes(ctx, key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := sc.PutObject(ctx, meta.Object{Key: key, Size: a.Size, ModTime: a.ModTime, ETag: a.ETag, MD5: a.MD5}); err != nil {
-			t.Fatal(err)
-		}
+		upload(t, b, sc, key, content)
 		if err := ix.IndexKey(ctx, key); err != nil {
 			t.Fatal(err)
 		}
@@ -794,4 +802,80 @@ func TestReconcileLarge(t *testing.T) {
 		t.Fatalf("ReadDir: %d, %v", len(ents), err)
 	}
 	t.Logf("ReadDir of 10,000 entries: %v", time.Since(start))
+}
+
+// failingReaderAt is local bytes that cannot be read.
+type failingReaderAt struct{}
+
+func (failingReaderAt) ReadAt([]byte, int64) (int, error) { return 0, errInjected }
+
+// TestIndexUploaded checks that a tape just uploaded is parsed from the
+// local bytes it went up from, not read back from the store, and from the
+// store when those bytes cannot be read.
+func TestIndexUploaded(t *testing.T) {
+	ctx := context.Background()
+	inner := memblob.OpenBucket(nil)
+	f, b := newFaulty(inner)
+	sc := newSidecar(t, "")
+	ix, _ := newIndexer(t, b, sc)
+	upload := func(key, content string) { upload(t, inner, sc, key, content) }
+	local := func(s string) *io.SectionReader { return io.NewSectionReader(strings.NewReader(s), 0, int64(len(s))) }
+
+	upload("s/t.meta.json", v2Meta("t", "Named", "x"))
+	upload("s/t.jsonl", v2JSONL("t", "read_file"))
+	upload("v/a.json", v1Doc("a"))
+	upload("v/index.json", v1IndexJSON(map[string]string{"a.json": "A"}))
+	// The store cannot serve the tapes themselves: only the local bytes
+	// can give a valid row (companions still come from the store).
+	f.set(func() {
+		f.openErr["s/t.jsonl"] = errInjected
+		f.openErr["v/a.json"] = errInjected
+	})
+	if err := ix.IndexUploaded(ctx, "s/t.jsonl", local(v2JSONL("t", "read_file"))); err != nil {
+		t.Fatal(err)
+	}
+	if r := getTape(t, sc, "s/t.jsonl"); !r.Valid || r.Name != "Named" || r.Tools["read_file"] != 1 {
+		t.Errorf("v2 tape from local bytes: %+v", r)
+	}
+	if err := ix.IndexUploaded(ctx, "v/a.json", local(v1Doc("a"))); err != nil {
+		t.Fatal(err)
+	}
+	if r := getTape(t, sc, "v/a.json"); !r.Valid || r.Name != "A" {
+		t.Errorf("v1 tape from local bytes: %+v", r)
+	}
+
+	// Local bytes that cannot be read: the tape is read from the store.
+	upload("s/u.jsonl", v2JSONL("u", "write_file"))
+	if err := ix.IndexUploaded(ctx, "s/u.jsonl", io.NewSectionReader(failingReaderAt{}, 0, 10)); err != nil {
+		t.Fatal(err)
+	}
+	if r := getTape(t, sc, "s/u.jsonl"); !r.Valid || r.Tools["write_file"] != 1 {
+		t.Errorf("v2 tape after a local read error: %+v", r)
+	}
+	// ... and when the store fails too, the row says the read failed.
+	f.set(func() { f.openErr["s/u.jsonl"] = errInjected })
+	upload("s/u.jsonl", v2JSONL("u", "write_file", "again"))
+	if err := ix.IndexUploaded(ctx, "s/u.jsonl", io.NewSectionReader(failingReaderAt{}, 0, 10)); err != nil {
+		t.Fatal(err)
+	}
+	if r := getTape(t, sc, "s/u.jsonl"); r.Valid || len(r.Problems) == 0 || !strings.HasPrefix(r.Problems[0], "read failed: ") {
+		t.Errorf("both reads failed: %+v", r)
+	}
+
+	// A companion or a plain file is indexed as IndexKey does it.
+	f.set(func() { clear(f.openErr) })
+	upload("s/t.meta.json", v2Meta("t", "Renamed"))
+	if err := ix.IndexUploaded(ctx, "s/t.meta.json", local(v2Meta("t", "Renamed"))); err != nil {
+		t.Fatal(err)
+	}
+	if r := getTape(t, sc, "s/t.jsonl"); r.Name != "Renamed" {
+		t.Errorf("after the companion's upload: %+v", r)
+	}
+	upload("plain.txt", "hi")
+	if err := ix.IndexUploaded(ctx, "plain.txt", local("hi")); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := sc.IndexedAt(ctx, "plain.txt"); ok {
+		t.Error("a plain file got an index row")
+	}
 }

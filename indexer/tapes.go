@@ -20,6 +20,10 @@ type job struct {
 	data meta.Object
 	kind tape.Kind
 	comp meta.Object // zero when there is no companion
+	// local, when not nil, holds the data object's bytes here (the staged
+	// file of an upload that just ended): they are parsed from it instead
+	// of being read back from the store.
+	local *io.SectionReader
 }
 
 // companionKey is the key of the object a tape's index also depends on.
@@ -81,11 +85,23 @@ func (ix *Indexer) indexStale(ctx context.Context, res *Result) error {
 func (ix *Indexer) IndexKey(ctx context.Context, key string) error {
 	switch tape.Classify(key) {
 	case tape.KindV2Data, tape.KindV1Data:
-		return ix.indexKeys(ctx, []string{key})
+		return ix.indexKeys(ctx, []string{key}, nil)
 	case tape.KindOther:
 		return ix.dropTape(ctx, key)
 	}
 	return ix.indexDependents(ctx, key)
+}
+
+// IndexUploaded is IndexKey after key was uploaded from local, which holds
+// the object's bytes: a tape is parsed from local instead of being read
+// back from the store (for a 200 MiB tape that is a GET of 200 MiB less on
+// every close). A read error of local falls back to the store.
+func (ix *Indexer) IndexUploaded(ctx context.Context, key string, local *io.SectionReader) error {
+	switch tape.Classify(key) {
+	case tape.KindV2Data, tape.KindV1Data:
+		return ix.indexKeys(ctx, []string{key}, local)
+	}
+	return ix.IndexKey(ctx, key)
 }
 
 // dropTape deletes the index row of key, if it has one. Reading first
@@ -111,7 +127,7 @@ func (ix *Indexer) ForgetKey(ctx context.Context, key string) error {
 func (ix *Indexer) indexDependents(ctx context.Context, key string) error {
 	switch tape.Classify(key) {
 	case tape.KindV2Meta:
-		return ix.indexKeys(ctx, []string{tape.V2DataKey(key)})
+		return ix.indexKeys(ctx, []string{tape.V2DataKey(key)}, nil)
 	case tape.KindV1Index:
 		dir := keypath.Parent(key)
 		ents, err := ix.sc.ReadDir(ctx, dir)
@@ -127,13 +143,14 @@ func (ix *Indexer) indexDependents(ctx context.Context, key string) error {
 				keys = append(keys, e.Key)
 			}
 		}
-		return ix.indexKeys(ctx, keys)
+		return ix.indexKeys(ctx, keys, nil)
 	}
 	return nil
 }
 
-// indexKeys indexes the tapes at keys that have an object row.
-func (ix *Indexer) indexKeys(ctx context.Context, keys []string) error {
+// indexKeys indexes the tapes at keys that have an object row. local, when
+// not nil, holds the bytes of the only key.
+func (ix *Indexer) indexKeys(ctx context.Context, keys []string, local *io.SectionReader) error {
 	var jobs []job
 	for _, k := range keys {
 		o, ok, err := ix.sc.GetObject(ctx, k)
@@ -145,6 +162,9 @@ func (ix *Indexer) indexKeys(ctx context.Context, keys []string) error {
 		}
 		kind := tape.Classify(k)
 		j := job{data: o, kind: kind}
+		if len(keys) == 1 {
+			j.local = local
+		}
 		if j.comp, _, err = ix.sc.GetObject(ctx, companionKey(kind, k)); err != nil {
 			return err
 		}
@@ -282,25 +302,28 @@ func (ix *Indexer) read(ctx context.Context, j job, v1 *v1Indexes) (*tape.Record
 		}
 	}
 
-	r, err := ix.bucket.NewReader(ctx, j.data.Key, nil)
-	if err != nil {
-		fail(j.data.Key, err)
-		src.Data.Size = -1
-		return failed(j, problems), src
-	}
-	defer r.Close()
-	er := &errReader{r: r}
 	var rec *tape.Record
-	if j.kind == tape.KindV2Data {
-		rec = tape.ParseV2(er, metaJSON, j.data.Key)
-	} else {
-		rec = tape.ParseV1(er, j.data.Key, index)
+	parse := func(r io.Reader) error {
+		er := &errReader{r: r}
+		if j.kind == tape.KindV2Data {
+			rec = tape.ParseV2(er, metaJSON, j.data.Key)
+		} else {
+			rec = tape.ParseV1(er, j.data.Key, index)
+		}
+		return er.err
 	}
-	if er.err != nil {
-		fail(j.data.Key, er.err)
-		src.Data.Size = -1
-		if !rec.IsTape() {
-			return failed(j, problems), src
+	var err error
+	if j.local != nil {
+		err = parse(io.NewSectionReader(j.local, 0, j.local.Size()))
+	}
+	if j.local == nil || err != nil {
+		rec = nil
+		if err = ix.readStore(ctx, j.data.Key, parse); err != nil {
+			fail(j.data.Key, err)
+			src.Data.Size = -1
+			if rec == nil || !rec.IsTape() {
+				return failed(j, problems), src
+			}
 		}
 	}
 	if len(problems) > 0 {
@@ -308,6 +331,17 @@ func (ix *Indexer) read(ctx context.Context, j job, v1 *v1Indexes) (*tape.Record
 		rec.Problems = append(problems, rec.Problems...)
 	}
 	return rec, src
+}
+
+// readStore hands the data object at key to parse, returning the error of
+// opening or of reading it.
+func (ix *Indexer) readStore(ctx context.Context, key string, parse func(io.Reader) error) error {
+	r, err := ix.bucket.NewReader(ctx, key, nil)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	return parse(r)
 }
 
 // failed is the record of a tape that could not be read at all.

@@ -3,8 +3,11 @@ package e2e
 import (
 	"bytes"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -180,4 +183,59 @@ func TestStreamedUploadCrash(t *testing.T) {
 	if got, err := os.ReadFile(m.Path("old.jsonl")); err != nil || !bytes.Equal(got, old) {
 		t.Errorf("the mount reads %d bytes of old.jsonl (%v), want %d", len(got), err, len(old))
 	}
+}
+
+// TestCopyInIndexedLocally: a tape copied in is indexed from the bytes
+// staged for its upload, not read back from the store. Right after cp the
+// index has the tape's truth, and the store served none of its bytes (only
+// the small .meta.json companions are read from it).
+func TestCopyInIndexedLocally(t *testing.T) {
+	st := newS3Store(t)
+	addr := "127.0.0.1:" + freePort(t)
+	m := mountFiles(t, st, map[string][]byte{"keep.txt": []byte("keep\n")}, withArgs("--metrics-addr", addr))
+	// big passes 16 MiB and is streamed; small goes up whole at close.
+	big, small := bigTape(24<<20), newTape(8, 40)
+	tapes := map[string]genTape{"big.jsonl": big, "small.jsonl": small}
+	files := map[string][]byte{}
+	var args []string
+	for key, tp := range tapes {
+		meta := strings.TrimSuffix(key, ".jsonl") + ".meta.json"
+		files[key], files[meta] = tp.Data, tp.Meta
+	}
+	src := writeLocal(t, files)
+	for _, name := range []string{"big.meta.json", "big.jsonl", "small.meta.json", "small.jsonl"} {
+		args = append(args, filepath.Join(src, name))
+	}
+	before := storeBytesRead(t, addr)
+	run(t, "cp", append(args, m.Path("")+"/")...)
+	recs := lsJSON(t, st) // no waiting: close returned after the index was written
+	for key, tp := range tapes {
+		checkRecord(t, recs[key], tp.Want(key))
+	}
+	if got, most := storeBytesRead(t, addr)-before, int64(len(big.Meta)+len(small.Meta)); got > most {
+		t.Errorf("the store served %d bytes while two tapes were copied in and indexed; their companions are %d", got, most)
+	}
+}
+
+// storeBytesRead is the mount's count of bytes read from the store, from its
+// Prometheus metrics at addr.
+func storeBytesRead(t *testing.T, addr string) int64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatalf("GET /metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	const name = `tapefs_store_bytes_total{op="read",profile="default"} `
+	for line := range strings.SplitSeq(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, name); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				t.Fatalf("/metrics: %q: %v", line, err)
+			}
+			return int64(f)
+		}
+	}
+	return 0 // nothing read yet
 }
