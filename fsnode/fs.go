@@ -360,6 +360,7 @@ func (f *FS) upload(sw *StagedWrite, key string, exclusive bool, gen int64) erro
 	if err != nil {
 		return err
 	}
+	pre := f.prepareIndex(ctx, sw, key, size)
 	if _, err := io.Copy(w, io.NewSectionReader(sw.file, 0, size)); err != nil {
 		cancel() // abandon the writer: nothing becomes visible
 		w.Close()
@@ -377,22 +378,32 @@ func (f *FS) upload(sw *StagedWrite, key string, exclusive bool, gen int64) erro
 	if err := f.recordObject(ctx, key); err != nil {
 		return err
 	}
-	f.indexUploaded(ctx, sw, key, gen, size)
+	f.indexUploaded(ctx, sw, key, gen, pre)
 	return nil
 }
 
+// prepareIndex starts parsing the tape being uploaded from sw to key (see
+// indexer.Prepare), so that the parse overlaps the upload; ctx is the
+// upload's, whose end stops it.
+func (f *FS) prepareIndex(ctx context.Context, sw *StagedWrite, key string, size int64) *indexer.Parse {
+	if f.opts.Indexer == nil {
+		return nil
+	}
+	return f.opts.Indexer.Prepare(ctx, key, io.NewSectionReader(sw.file, 0, size))
+}
+
 // indexUploaded re-indexes key after the staged bytes of sw at gen went up
-// as it. The tape is parsed from the staged file, which holds those bytes
-// unless a write came since; then (also when one came during the parse)
-// it is read back from the store.
-func (f *FS) indexUploaded(ctx context.Context, sw *StagedWrite, key string, gen, size int64) {
+// as it, with pre, their parse. A write since (also one during the parse)
+// means the staged file no longer holds them: the tape is read back from
+// the store.
+func (f *FS) indexUploaded(ctx context.Context, sw *StagedWrite, key string, gen int64, pre *indexer.Parse) {
 	ix := f.opts.Indexer
 	if ix == nil {
 		return
 	}
 	var err error
 	if sw.unchangedSince(gen) {
-		err = ix.IndexUploaded(ctx, key, io.NewSectionReader(sw.file, 0, size))
+		err = ix.IndexUploaded(ctx, key, pre)
 	}
 	if err == nil && !sw.unchangedSince(gen) {
 		err = ix.IndexKey(ctx, key)

@@ -172,6 +172,9 @@ func (f *FS) finishStream(sw *StagedWrite, key string, exclusive bool, gen int64
 	// The tail may take as long as one upload may.
 	timer := time.AfterFunc(f.opts.UploadTimeout, s.cancel)
 	defer timer.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), f.opts.UploadTimeout)
+	defer cancel()
+	pre := f.prepareIndex(ctx, sw, key, size)
 	s.mu.Lock()
 	s.final = true
 	s.cond.Signal()
@@ -192,12 +195,10 @@ func (f *FS) finishStream(sw *StagedWrite, key string, exclusive bool, gen int64
 	f.stats.Uploads.Add(1)
 	f.stats.UploadBytes.Add(size)
 	sw.uploaded(gen)
-	ctx, cancel := context.WithTimeout(context.Background(), f.opts.UploadTimeout)
-	defer cancel()
 	if err := f.recordObject(ctx, key); err != nil {
 		return true, err
 	}
-	f.indexUploaded(ctx, sw, key, gen, size)
+	f.indexUploaded(ctx, sw, key, gen, pre)
 	return true, nil
 }
 

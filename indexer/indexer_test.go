@@ -810,8 +810,8 @@ type failingReaderAt struct{}
 func (failingReaderAt) ReadAt([]byte, int64) (int, error) { return 0, errInjected }
 
 // TestIndexUploaded checks that a tape just uploaded is parsed from the
-// local bytes it went up from, not read back from the store, and from the
-// store when those bytes cannot be read.
+// local bytes it went up from (Prepare), not read back from the store, and
+// from the store when those bytes cannot be read.
 func TestIndexUploaded(t *testing.T) {
 	ctx := context.Background()
 	inner := memblob.OpenBucket(nil)
@@ -822,8 +822,6 @@ func TestIndexUploaded(t *testing.T) {
 	local := func(s string) *io.SectionReader { return io.NewSectionReader(strings.NewReader(s), 0, int64(len(s))) }
 
 	upload("s/t.meta.json", v2Meta("t", "Named", "x"))
-	upload("s/t.jsonl", v2JSONL("t", "read_file"))
-	upload("v/a.json", v1Doc("a"))
 	upload("v/index.json", v1IndexJSON(map[string]string{"a.json": "A"}))
 	// The store cannot serve the tapes themselves: only the local bytes
 	// can give a valid row (companions still come from the store).
@@ -831,13 +829,17 @@ func TestIndexUploaded(t *testing.T) {
 		f.openErr["s/t.jsonl"] = errInjected
 		f.openErr["v/a.json"] = errInjected
 	})
-	if err := ix.IndexUploaded(ctx, "s/t.jsonl", local(v2JSONL("t", "read_file"))); err != nil {
+	// The parse starts before the upload ends, as in the mount.
+	p := ix.Prepare(ctx, "s/t.jsonl", local(v2JSONL("t", "read_file")))
+	upload("s/t.jsonl", v2JSONL("t", "read_file"))
+	upload("v/a.json", v1Doc("a"))
+	if err := ix.IndexUploaded(ctx, "s/t.jsonl", p); err != nil {
 		t.Fatal(err)
 	}
 	if r := getTape(t, sc, "s/t.jsonl"); !r.Valid || r.Name != "Named" || r.Tools["read_file"] != 1 {
 		t.Errorf("v2 tape from local bytes: %+v", r)
 	}
-	if err := ix.IndexUploaded(ctx, "v/a.json", local(v1Doc("a"))); err != nil {
+	if err := ix.IndexUploaded(ctx, "v/a.json", ix.Prepare(ctx, "v/a.json", local(v1Doc("a")))); err != nil {
 		t.Fatal(err)
 	}
 	if r := getTape(t, sc, "v/a.json"); !r.Valid || r.Name != "A" {
@@ -846,7 +848,7 @@ func TestIndexUploaded(t *testing.T) {
 
 	// Local bytes that cannot be read: the tape is read from the store.
 	upload("s/u.jsonl", v2JSONL("u", "write_file"))
-	if err := ix.IndexUploaded(ctx, "s/u.jsonl", io.NewSectionReader(failingReaderAt{}, 0, 10)); err != nil {
+	if err := ix.IndexUploaded(ctx, "s/u.jsonl", ix.Prepare(ctx, "s/u.jsonl", io.NewSectionReader(failingReaderAt{}, 0, 10))); err != nil {
 		t.Fatal(err)
 	}
 	if r := getTape(t, sc, "s/u.jsonl"); !r.Valid || r.Tools["write_file"] != 1 {
@@ -855,24 +857,37 @@ func TestIndexUploaded(t *testing.T) {
 	// ... and when the store fails too, the row says the read failed.
 	f.set(func() { f.openErr["s/u.jsonl"] = errInjected })
 	upload("s/u.jsonl", v2JSONL("u", "write_file", "again"))
-	if err := ix.IndexUploaded(ctx, "s/u.jsonl", io.NewSectionReader(failingReaderAt{}, 0, 10)); err != nil {
+	if err := ix.IndexUploaded(ctx, "s/u.jsonl", ix.Prepare(ctx, "s/u.jsonl", io.NewSectionReader(failingReaderAt{}, 0, 10))); err != nil {
 		t.Fatal(err)
 	}
 	if r := getTape(t, sc, "s/u.jsonl"); r.Valid || len(r.Problems) == 0 || !strings.HasPrefix(r.Problems[0], "read failed: ") {
 		t.Errorf("both reads failed: %+v", r)
 	}
 
-	// A companion or a plain file is indexed as IndexKey does it.
+	// A parse whose upload failed stops; a later IndexUploaded (which
+	// never follows a failed upload in the mount) reads the store.
 	f.set(func() { clear(f.openErr) })
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if p := ix.Prepare(cctx, "s/u.jsonl", local(v2JSONL("u", "stale"))); p == nil {
+		t.Error("Prepare of a tape returned nil")
+	} else if err := ix.IndexUploaded(ctx, "s/u.jsonl", p); err != nil {
+		t.Fatal(err)
+	}
+	if r := getTape(t, sc, "s/u.jsonl"); !r.Valid || r.Tools["again"] != 1 || r.Tools["stale"] != 0 {
+		t.Errorf("after a cancelled parse: %+v", r)
+	}
+
+	// A companion or a plain file is indexed as IndexKey does it.
 	upload("s/t.meta.json", v2Meta("t", "Renamed"))
-	if err := ix.IndexUploaded(ctx, "s/t.meta.json", local(v2Meta("t", "Renamed"))); err != nil {
+	if err := ix.IndexUploaded(ctx, "s/t.meta.json", ix.Prepare(ctx, "s/t.meta.json", local(v2Meta("t", "Renamed")))); err != nil {
 		t.Fatal(err)
 	}
 	if r := getTape(t, sc, "s/t.jsonl"); r.Name != "Renamed" {
 		t.Errorf("after the companion's upload: %+v", r)
 	}
 	upload("plain.txt", "hi")
-	if err := ix.IndexUploaded(ctx, "plain.txt", local("hi")); err != nil {
+	if err := ix.IndexUploaded(ctx, "plain.txt", ix.Prepare(ctx, "plain.txt", local("hi"))); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok, _ := sc.IndexedAt(ctx, "plain.txt"); ok {

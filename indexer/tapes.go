@@ -20,10 +20,10 @@ type job struct {
 	data meta.Object
 	kind tape.Kind
 	comp meta.Object // zero when there is no companion
-	// local, when not nil, holds the data object's bytes here (the staged
-	// file of an upload that just ended): they are parsed from it instead
-	// of being read back from the store.
-	local *io.SectionReader
+	// local, when not nil, holds the bytes being uploaded as the data
+	// object (the staged file; see Prepare): they are parsed from it, never
+	// from the store, and data holds only the key.
+	local *ctxReaderAt
 }
 
 // companionKey is the key of the object a tape's index also depends on.
@@ -85,23 +85,78 @@ func (ix *Indexer) indexStale(ctx context.Context, res *Result) error {
 func (ix *Indexer) IndexKey(ctx context.Context, key string) error {
 	switch tape.Classify(key) {
 	case tape.KindV2Data, tape.KindV1Data:
-		return ix.indexKeys(ctx, []string{key}, nil)
+		return ix.indexKeys(ctx, []string{key})
 	case tape.KindOther:
 		return ix.dropTape(ctx, key)
 	}
 	return ix.indexDependents(ctx, key)
 }
 
-// IndexUploaded is IndexKey after key was uploaded from local, which holds
-// the object's bytes: a tape is parsed from local instead of being read
-// back from the store (for a 200 MiB tape that is a GET of 200 MiB less on
-// every close). A read error of local falls back to the store.
-func (ix *Indexer) IndexUploaded(ctx context.Context, key string, local *io.SectionReader) error {
-	switch tape.Classify(key) {
-	case tape.KindV2Data, tape.KindV1Data:
-		return ix.indexKeys(ctx, []string{key}, local)
+// Parse is a tape being parsed from the bytes of its upload, which are at
+// hand locally (the staged file), while the upload ends: the parse of a
+// 200 MiB tape then overlaps the end of its upload instead of following
+// it, and the tape is not read back from the store.
+type Parse struct {
+	key  string
+	done chan struct{}
+	rec  *tape.Record // nil when local could not be read
+	src  meta.TapeSource
+}
+
+// Prepare starts parsing the tape at key from local, which holds the
+// bytes now being uploaded to key. It returns nil for a key that is not a
+// tape. The parse stops early when ctx is cancelled (the upload failed).
+func (ix *Indexer) Prepare(ctx context.Context, key string, local *io.SectionReader) *Parse {
+	kind := tape.Classify(key)
+	if kind != tape.KindV2Data && kind != tape.KindV1Data || !served(key) {
+		return nil
 	}
-	return ix.IndexKey(ctx, key)
+	p := &Parse{key: key, done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		comp, _, err := ix.sc.GetObject(ctx, companionKey(kind, key))
+		if err != nil {
+			return
+		}
+		j := job{data: meta.Object{Key: key}, kind: kind, comp: comp, local: &ctxReaderAt{ctx, local}}
+		p.rec, p.src = ix.read(ctx, j, &v1Indexes{ix: ix, m: map[string]*v1Index{}})
+	}()
+	return p
+}
+
+// IndexUploaded is IndexKey after key was uploaded with the bytes p parsed
+// (nil: none): p's record is written for the object row key now has (the
+// caller has put it). When p could not read its bytes the tape is read
+// from the store instead.
+func (ix *Indexer) IndexUploaded(ctx context.Context, key string, p *Parse) error {
+	if p == nil || p.key != key {
+		return ix.IndexKey(ctx, key)
+	}
+	<-p.done
+	if p.rec == nil {
+		return ix.IndexKey(ctx, key)
+	}
+	o, ok, err := ix.sc.GetObject(ctx, key)
+	if err != nil || !ok {
+		return err
+	}
+	p.src.Data = meta.StampOf(o)
+	return ix.putIndexed(ctx, []indexed{{rec: p.rec, src: p.src, from: p.src.Data}})
+}
+
+// ctxReaderAt is local bytes whose reads fail once ctx is done.
+type ctxReaderAt struct {
+	ctx context.Context
+	r   *io.SectionReader
+}
+
+func (c *ctxReaderAt) size() int64 { return c.r.Size() }
+
+func (c *ctxReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.ReadAt(p, off)
 }
 
 // dropTape deletes the index row of key, if it has one. Reading first
@@ -127,7 +182,7 @@ func (ix *Indexer) ForgetKey(ctx context.Context, key string) error {
 func (ix *Indexer) indexDependents(ctx context.Context, key string) error {
 	switch tape.Classify(key) {
 	case tape.KindV2Meta:
-		return ix.indexKeys(ctx, []string{tape.V2DataKey(key)}, nil)
+		return ix.indexKeys(ctx, []string{tape.V2DataKey(key)})
 	case tape.KindV1Index:
 		dir := keypath.Parent(key)
 		ents, err := ix.sc.ReadDir(ctx, dir)
@@ -143,14 +198,13 @@ func (ix *Indexer) indexDependents(ctx context.Context, key string) error {
 				keys = append(keys, e.Key)
 			}
 		}
-		return ix.indexKeys(ctx, keys, nil)
+		return ix.indexKeys(ctx, keys)
 	}
 	return nil
 }
 
-// indexKeys indexes the tapes at keys that have an object row. local, when
-// not nil, holds the bytes of the only key.
-func (ix *Indexer) indexKeys(ctx context.Context, keys []string, local *io.SectionReader) error {
+// indexKeys indexes the tapes at keys that have an object row.
+func (ix *Indexer) indexKeys(ctx context.Context, keys []string) error {
 	var jobs []job
 	for _, k := range keys {
 		o, ok, err := ix.sc.GetObject(ctx, k)
@@ -162,9 +216,6 @@ func (ix *Indexer) indexKeys(ctx context.Context, keys []string, local *io.Secti
 		}
 		kind := tape.Classify(k)
 		j := job{data: o, kind: kind}
-		if len(keys) == 1 {
-			j.local = local
-		}
 		if j.comp, _, err = ix.sc.GetObject(ctx, companionKey(kind, k)); err != nil {
 			return err
 		}
@@ -211,24 +262,7 @@ func (ix *Indexer) index(ctx context.Context, jobs []job, progress func(done, to
 			// What was read is committed even when ctx is cancelled
 			// (e.g. a reindex interrupted with ^C): the next run resumes
 			// after it instead of reading it again.
-			werr = ix.sc.Update(context.WithoutCancel(ctx), func(tx *meta.Tx) error {
-				for _, it := range batch {
-					// If the object went or changed meanwhile (a write
-					// through the mount), this record is not the newest:
-					// leave the row to whoever indexes the new version.
-					cur, ok, err := tx.GetObject(it.rec.Key)
-					if err != nil {
-						return err
-					}
-					if !ok || !meta.StampOf(cur).Same(it.from) {
-						continue
-					}
-					if err := tx.PutTape(it.rec, it.src); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
+			werr = ix.putIndexed(context.WithoutCancel(ctx), batch)
 			batch = batch[:0]
 		}
 		for it := range out {
@@ -261,6 +295,27 @@ func (ix *Indexer) index(ctx context.Context, jobs []job, progress func(done, to
 		return n, invalid, fmt.Errorf("indexer: %w", err)
 	}
 	return n, invalid, ctx.Err()
+}
+
+// putIndexed writes records in one transaction. A record whose object went
+// or changed meanwhile (a write through the mount) is not the newest: its
+// row is left to whoever indexes the new version.
+func (ix *Indexer) putIndexed(ctx context.Context, batch []indexed) error {
+	return ix.sc.Update(ctx, func(tx *meta.Tx) error {
+		for _, it := range batch {
+			cur, ok, err := tx.GetObject(it.rec.Key)
+			if err != nil {
+				return err
+			}
+			if !ok || !meta.StampOf(cur).Same(it.from) {
+				continue
+			}
+			if err := tx.PutTape(it.rec, it.src); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // read parses one tape. It always returns a record: a tape that cannot be
@@ -312,18 +367,15 @@ func (ix *Indexer) read(ctx context.Context, j job, v1 *v1Indexes) (*tape.Record
 		}
 		return er.err
 	}
-	var err error
 	if j.local != nil {
-		err = parse(io.NewSectionReader(j.local, 0, j.local.Size()))
-	}
-	if j.local == nil || err != nil {
-		rec = nil
-		if err = ix.readStore(ctx, j.data.Key, parse); err != nil {
-			fail(j.data.Key, err)
-			src.Data.Size = -1
-			if rec == nil || !rec.IsTape() {
-				return failed(j, problems), src
-			}
+		if err := parse(io.NewSectionReader(j.local, 0, j.local.size())); err != nil {
+			return nil, src // the caller reads the store instead
+		}
+	} else if err := ix.readStore(ctx, j.data.Key, parse); err != nil {
+		fail(j.data.Key, err)
+		src.Data.Size = -1
+		if rec == nil || !rec.IsTape() {
+			return failed(j, problems), src
 		}
 	}
 	if len(problems) > 0 {
