@@ -80,15 +80,41 @@ t() {
 mount_tapefs() {
   "$BIN/tapefs" mount "$WORK/mnt/tapefs" --backend "$S3URL" --daemon --cache-dir "$WORK/cache-tapefs" --cache-max-size 2GiB
 }
+# rclone uploads a written file after close, once it has been left alone for
+# --vfs-write-back (5 s by default); 0s starts that upload at once, which is
+# rclone's best case for the copy_in_stored row.
 mount_rclone() {
   rclone mount bench:bench "$WORK/mnt/rclone" --vfs-cache-mode full --cache-dir "$WORK/cache-rclone" \
-    --dir-cache-time 1h --daemon
+    --dir-cache-time 1h --vfs-write-back 0s --daemon
   for _ in $(seq 100); do mountpoint -q "$WORK/mnt/rclone" && break; sleep 0.1; done
 }
 
+# copy_in NAME SRC DST STORED: copies SRC to DST and sets two times from that
+# one copy: R[NAME,copy_in], until cp returns (after close), and
+# R[NAME,copy_in_stored], until STORED (the object's file in the S3 server's
+# directory, or DST on local disk) holds all of SRC's bytes, i.e. until
+# other clients of the bucket can read the copy. tapefs returns from close
+# only after the upload; rclone returns before it and uploads in the
+# background. versitygw makes an object visible only when it is complete.
+copy_in() {
+  local name=$1 src=$2 dst=$3 stored=$4 want s e1 e2
+  want=$(stat -c %s "$src")
+  s=$(date +%s.%N)
+  cp "$src" "$dst" 2>"$WORK/t.err" || echo "warning: cp $src $dst failed: $(tail -n 1 "$WORK/t.err")" >&2
+  e1=$(date +%s.%N)
+  for _ in $(seq 12000); do
+    [ "$(stat -c %s "$stored" 2>/dev/null)" = "$want" ] && break
+    sleep 0.005
+  done
+  e2=$(date +%s.%N)
+  [ "$(stat -c %s "$stored" 2>/dev/null)" = "$want" ] || echo "warning: $stored never held the $want bytes of $src" >&2
+  R[$name,copy_in]=$(echo "$e1 - $s" | bc -l)
+  R[$name,copy_in_stored]=$(echo "$e2 - $s" | bc -l)
+}
+
 declare -A R
-run_suite() { # name dir
-  local name=$1 dir=$2
+run_suite() { # name dir stored-dir
+  local name=$1 dir=$2 stored=$3
   drop_caches
   R[$name,ls_cold]=$(t ls -l "$dir")
   R[$name,ls_warm]=$(t ls -l "$dir")
@@ -98,7 +124,7 @@ run_suite() { # name dir
   drop_caches
   R[$name,read_cold]=$(t cat "$dir/$LARGE_KEY")
   R[$name,read_warm]=$(t cat "$dir/$LARGE_KEY")
-  R[$name,copy_in]=$(t cp "$WORK/local/$LARGE_KEY" "$dir/copied-$LARGE_NAME")
+  copy_in "$name" "$WORK/local/$LARGE_KEY" "$dir/copied-$LARGE_NAME" "$stored/copied-$LARGE_NAME"
   rm -f "$dir/copied-$LARGE_NAME"
 }
 
@@ -108,9 +134,9 @@ echo "mounting rclone ..." >&2
 R[rclone,mount]=$(t mount_rclone)
 R[local,mount]=0
 
-echo "running local disk ..." >&2;  run_suite local "$WORK/local"
-echo "running tapefs ..." >&2;      run_suite tapefs "$WORK/mnt/tapefs"
-echo "running rclone ..." >&2;      run_suite rclone "$WORK/mnt/rclone"
+echo "running local disk ..." >&2;  run_suite local "$WORK/local" "$WORK/local"
+echo "running tapefs ..." >&2;      run_suite tapefs "$WORK/mnt/tapefs" "$WORK/s3root/bench"
+echo "running rclone ..." >&2;      run_suite rclone "$WORK/mnt/rclone" "$WORK/s3root/bench"
 
 # A later mount of the same store: tapefs keeps its sidecar and only
 # reconciles it with a listing; rclone starts as it always does.
@@ -126,12 +152,15 @@ size_mib=$(( $(stat -c %s "$WORK/local/$LARGE_KEY") / 1048576 ))
 printf '\n%d tapes (%d objects, %s), large tape %d MiB, S3 server versitygw on loopback\n' \
   "$TAPES" "$(find "$WORK/local" -type f | wc -l)" "$(du -sh "$WORK/local" | cut -f1)" "$size_mib"
 printf '%-22s %10s %10s %10s %14s %14s\n' "operation" "local s" "tapefs s" "rclone s" "rclone/tapefs" "tapefs/local"
-for op in mount remount ls_cold ls_warm grep_cold grep_warm read_cold read_warm copy_in; do
+for op in mount remount ls_cold ls_warm grep_cold grep_warm read_cold read_warm copy_in copy_in_stored; do
   l=${R[local,$op]}; a=${R[tapefs,$op]}; b=${R[rclone,$op]}
-  printf '%-22s %10.3f %10.3f %10.3f %13.1fx %13.1fx\n' "$op" "$l" "$a" "$b" \
-    "$(echo "$b / ($a + 0.0001)" | bc -l)" "$(echo "$a / ($l + 0.0001)" | bc -l)"
+  # A mount has no local-disk counterpart (0 s): no ratio to it.
+  vs_local=-
+  [ "$l" = 0 ] || vs_local=$(printf '%.1fx' "$(echo "$a / ($l + 0.0001)" | bc -l)")
+  printf '%-22s %10.3f %10.3f %10.3f %13.1fx %14s\n' "$op" "$l" "$a" "$b" \
+    "$(echo "$b / ($a + 0.0001)" | bc -l)" "$vs_local"
 done
-for op in read_cold read_warm copy_in; do
+for op in read_cold read_warm copy_in copy_in_stored; do
   for n in local tapefs rclone; do
     printf '%s %s: %.0f MB/s\n' "$n" "$op" "$(echo "$size_mib * 1.048576 / (${R[$n,$op]} + 0.0001)" | bc -l)"
   done
