@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"gocloud.dev/blob"
 	"gocloud.dev/gcerrors"
 
@@ -151,7 +152,7 @@ func (ix *Indexer) Reconcile(ctx context.Context) (Result, error) {
 		if ix.opts.Progress != nil {
 			ix.opts.Progress(res.Listed, 0)
 		}
-		o := meta.Object{Key: lo.Key, Size: lo.Size, ModTime: lo.ModTime, MD5: lo.MD5}
+		o := meta.Object{Key: lo.Key, Size: lo.Size, ModTime: lo.ModTime, MD5: lo.MD5, ETag: listedETag(lo)}
 		old, ok := known[lo.Key]
 		delete(known, lo.Key)
 		if ix.isPending(lo.Key) {
@@ -187,10 +188,14 @@ func (ix *Indexer) Reconcile(ctx context.Context) (Result, error) {
 		}
 	}
 
-	// Listings carry no ETag; fetch it for tape objects only, as it is part
-	// of what a tape was indexed from.
+	// gocloud's listings carry no ETag: take it from the store's own listing
+	// where it has one (S3's), else ask for it, for tape objects only, as it
+	// is part of what a tape was indexed from.
 	ix.parallel(ctx, len(tapeish), func(i int) {
 		p := &puts[tapeish[i]]
+		if p.obj.ETag != "" {
+			return
+		}
 		attrs, err := ix.bucket.Attributes(ctx, p.obj.Key)
 		switch {
 		case err == nil:
@@ -213,6 +218,17 @@ func (ix *Indexer) Reconcile(ctx context.Context) (Result, error) {
 	}
 	res.Duration = time.Since(start)
 	return res, nil
+}
+
+// listedETag is the ETag in the store's own listing entry of lo, or "": an
+// S3 listing has every object's ETag, the one a HEAD of it returns, so a
+// first mount of 2,000 tapes makes no 4,000 HEAD requests.
+func listedETag(lo *blob.ListObject) string {
+	var o s3types.Object
+	if lo.As(&o) && o.ETag != nil {
+		return *o.ETag
+	}
+	return ""
 }
 
 // listPageSize is the page a full listing asks for. S3 and its peers cap a

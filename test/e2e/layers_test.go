@@ -9,6 +9,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -159,4 +160,32 @@ func TestMetricsEndpoint(t *testing.T) {
 	if r.Code == 0 || !strings.Contains(r.Stderr, "--metrics-addr") {
 		t.Errorf("a busy --metrics-addr: %s", r)
 	}
+}
+
+// Series of the mount's Prometheus metrics that tests read with metric.
+const (
+	storeBytesRead  = `tapefs_store_bytes_total{op="read",profile="default"}`
+	storeAttributes = `tapefs_store_operations_total{op="attributes",profile="default",result="ok"}`
+)
+
+// metric is the value of series in the mount's metrics at addr (0 while
+// the series has no sample).
+func metric(t *testing.T, addr, series string) int64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatalf("GET /metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for line := range strings.SplitSeq(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				t.Fatalf("/metrics: %q: %v", line, err)
+			}
+			return int64(f)
+		}
+	}
+	return 0
 }

@@ -3,11 +3,8 @@ package e2e
 import (
 	"bytes"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -206,36 +203,44 @@ func TestCopyInIndexedLocally(t *testing.T) {
 	for _, name := range []string{"big.meta.json", "big.jsonl", "small.meta.json", "small.jsonl"} {
 		args = append(args, filepath.Join(src, name))
 	}
-	before := storeBytesRead(t, addr)
+	before := metric(t, addr, storeBytesRead)
 	run(t, "cp", append(args, m.Path("")+"/")...)
 	recs := lsJSON(t, st) // no waiting: close returned after the index was written
 	for key, tp := range tapes {
 		checkRecord(t, recs[key], tp.Want(key))
 	}
-	if got, most := storeBytesRead(t, addr)-before, int64(len(big.Meta)+len(small.Meta)); got > most {
+	if got, most := metric(t, addr, storeBytesRead)-before, int64(len(big.Meta)+len(small.Meta)); got > most {
 		t.Errorf("the store served %d bytes while two tapes were copied in and indexed; their companions are %d", got, most)
 	}
 }
 
-// storeBytesRead is the mount's count of bytes read from the store, from its
-// Prometheus metrics at addr.
-func storeBytesRead(t *testing.T, addr string) int64 {
-	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatalf("GET /metrics: %v", err)
+// TestFirstMountETagsFromListing: the first mount of an S3 bucket takes each
+// tape's ETag from the listing (S3 lists them) instead of a HEAD per object,
+// and the sidecar holds the very ETag a HEAD returns.
+func TestFirstMountETagsFromListing(t *testing.T) {
+	st := newS3Store(t).(*s3Store)
+	c := newCorpus(t)
+	addr := "127.0.0.1:" + freePort(t)
+	m := mountFiles(t, st, c.Files, withArgs("--metrics-addr", addr))
+	waitIndexed(t, st, c.V2Tape, c.Largest)
+	if n := metric(t, addr, storeAttributes); n != 0 {
+		t.Errorf("the first mount of %d objects made %d attribute requests", len(c.Files), n)
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	const name = `tapefs_store_bytes_total{op="read",profile="default"} `
-	for line := range strings.SplitSeq(string(body), "\n") {
-		if v, ok := strings.CutPrefix(line, name); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			if err != nil {
-				t.Fatalf("/metrics: %q: %v", line, err)
-			}
-			return int64(f)
+	out := run(t, "sqlite3", "-readonly", st.Dirs().Meta, "SELECT key, etag FROM objects;")
+	listed := map[string]string{}
+	for line := range strings.SplitSeq(strings.TrimSpace(out), "\n") {
+		if key, etag, ok := strings.Cut(line, "|"); ok {
+			listed[key] = etag
 		}
 	}
-	return 0 // nothing read yet
+	for key := range c.Tapes {
+		a, err := st.Bucket().Attributes(t.Context(), key)
+		if err != nil {
+			t.Fatalf("HEAD %q: %v", key, err)
+		}
+		if listed[key] != a.ETag || a.ETag == "" {
+			t.Errorf("%q: the sidecar has ETag %q, the store %q", key, listed[key], a.ETag)
+		}
+	}
+	checkMount(t, m, c.Files)
 }
