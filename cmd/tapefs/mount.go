@@ -43,7 +43,7 @@ type MountCmd struct {
 	Timeout         time.Duration `help:"Bound on one read request to the store; a read that takes longer fails with EIO." default:"30s" env:"TAPEFS_TIMEOUT"`
 	ChunkSize       int64         `help:"Size of one range read from the store, in bytes." default:"1048576" env:"TAPEFS_CHUNK_SIZE"`
 	ReadAhead       int           `help:"Most chunks read ahead of a sequential reader." default:"8" env:"TAPEFS_READ_AHEAD"`
-	IndexWorkers    int           `help:"Tapes indexed in parallel." default:"8" env:"TAPEFS_INDEX_WORKERS"`
+	IndexWorkers    int           `help:"Tapes indexed in parallel (each mostly waits on the store: a remote store's latency bounds indexing, not the CPU)." default:"32" env:"TAPEFS_INDEX_WORKERS"`
 	CacheDir        string        `help:"Directory of the on-disk read cache. Default: $XDG_CACHE_HOME/tapefs/ID. The cache is used for remote stores, and for file:// and mem:// only when this flag is given." env:"TAPEFS_CACHE_DIR" placeholder:"DIR"`
 	CacheMaxSize    ByteSize      `help:"Bound on the read cache (e.g. 512MiB, 10GiB); 0 turns it off." default:"1GiB" env:"TAPEFS_CACHE_MAX_SIZE"`
 	StateDir        string        `help:"Directory of staged writes. Default: beside the sidecar (SIDECAR.staging)." env:"TAPEFS_STATE_DIR" placeholder:"DIR"`

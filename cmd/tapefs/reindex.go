@@ -21,7 +21,7 @@ import (
 // ReindexCmd rebuilds a store's sidecar from the store.
 type ReindexCmd struct {
 	StoreFlags
-	Workers int  `help:"Objects read in parallel." default:"8" env:"TAPEFS_WORKERS"`
+	Workers int  `help:"Objects read in parallel (each mostly waits on the store)." default:"32" env:"TAPEFS_WORKERS"`
 	Restart bool `help:"Throw away an interrupted rebuild (SIDECAR.reindex) instead of resuming it." env:"TAPEFS_REINDEX_RESTART"`
 	ProgressFlag
 }
