@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -49,6 +51,7 @@ type MountCmd struct {
 	StateDir        string        `help:"Directory of staged writes. Default: beside the sidecar (SIDECAR.staging)." env:"TAPEFS_STATE_DIR" placeholder:"DIR"`
 	LogFile         string        `help:"Log file of a --daemon mount. Default: $XDG_STATE_HOME/tapefs/logs/ID.log." env:"TAPEFS_LOG_FILE" placeholder:"FILE"`
 	MetricsAddr     string        `help:"Serve Prometheus metrics of the store (operations, latencies, bytes) and the mount at http://ADDR/metrics, e.g. 127.0.0.1:9464. Default: none." env:"TAPEFS_METRICS_ADDR" placeholder:"HOST:PORT"`
+	ProgressFlag
 }
 
 // readyEnv tells a re-executed daemon which file descriptor reports start-up.
@@ -63,23 +66,83 @@ func (c *MountCmd) Run(g *Globals, log *slog.Logger) error {
 	if c.Daemon && os.Getenv(readyEnv) == "" {
 		return c.startDaemon()
 	}
-	ready := func(err error) {}
+	var rp *readyPipe
 	if fd := os.Getenv(readyEnv); fd != "" {
-		f := os.NewFile(3, "ready")
-		ready = func(err error) {
-			if err != nil {
-				fmt.Fprintf(f, "error: %s\n", oneLine(err.Error()))
-			} else {
-				fmt.Fprintln(f, "ok")
-			}
-			f.Close()
-		}
+		rp = &readyPipe{w: os.NewFile(3, "ready")}
 	}
-	err = c.serve(log, ready)
+	err = c.serve(log, rp)
 	if err != nil {
-		ready(err)
+		rp.ready(err)
 	}
 	return err
+}
+
+// readyPipe is how a re-executed daemon tells the command that started it
+// how its start-up goes, one line at a time: "progress DONE TOTAL" while it
+// lists and indexes the store (TOTAL 0 while listing), then "ok" once the
+// mount answers or "error: MESSAGE". A nil readyPipe (a mount in the
+// foreground) says nothing.
+type readyPipe struct {
+	mu   sync.Mutex
+	w    io.WriteCloser
+	done bool
+}
+
+func (r *readyPipe) progress(done, total int64) {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.done {
+		fmt.Fprintf(r.w, "progress %d %d\n", done, total)
+	}
+}
+
+func (r *readyPipe) ready(err error) {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.done {
+		return
+	}
+	r.done = true
+	if err != nil {
+		fmt.Fprintf(r.w, "error: %s\n", oneLine(err.Error()))
+	} else {
+		fmt.Fprintln(r.w, "ok")
+	}
+	r.w.Close()
+}
+
+// readReady reads a daemon's start-up lines (see readyPipe) until its
+// verdict, which it returns ("" if the daemon exited first), telling
+// onProgress each progress line.
+func readReady(r io.Reader, onProgress func(done, total int64)) string {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		var done, total int64
+		if n, _ := fmt.Sscanf(line, "progress %d %d", &done, &total); n == 2 {
+			onProgress(done, total)
+			continue
+		}
+		return line
+	}
+	return ""
+}
+
+// startupProgress shows how the first listing and indexing of a mount
+// advance, from counters the caller updates.
+func startupProgress(mode string, done, total *atomic.Int64) *progress {
+	return newProgress(mode, "mount", func() progressState {
+		if total.Load() == 0 {
+			return progressState{Phase: "listing the store", Done: done.Load(), Unit: "keys"}
+		}
+		return progressState{Phase: "indexing", Done: done.Load(), Total: total.Load(), Unit: "tapes"}
+	})
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
@@ -175,9 +238,12 @@ func (c *MountCmd) startDaemon() error {
 		return err
 	}
 	pw.Close()
-	line, _ := bufio.NewReader(pr).ReadString('\n')
+	var done, total atomic.Int64
+	p := startupProgress(c.Progress, &done, &total)
+	p.Start()
+	line := readReady(pr, func(d, t int64) { done.Store(d); total.Store(t) })
+	p.Stop()
 	pr.Close()
-	line = strings.TrimSpace(line)
 	switch {
 	case line == "ok":
 		cmd.Process.Release()
@@ -191,8 +257,34 @@ func (c *MountCmd) startDaemon() error {
 	}
 }
 
+// showStartup shows the start-up counters until the returned func is
+// called: on stderr in the foreground, else relayed through rp once a
+// second.
+func (c *MountCmd) showStartup(rp *readyPipe, done, total *atomic.Int64) (stop func()) {
+	if rp == nil {
+		p := startupProgress(c.Progress, done, total)
+		p.Start()
+		return p.Stop
+	}
+	quit, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-t.C:
+				rp.progress(done.Load(), total.Load())
+			}
+		}
+	}()
+	return func() { close(quit); <-stopped }
+}
+
 // serve mounts and runs until unmounted or signalled.
-func (c *MountCmd) serve(log *slog.Logger, ready func(error)) error {
+func (c *MountCmd) serve(log *slog.Logger, rp *readyPipe) error {
 	if err := checkFuseDevice(); err != nil {
 		return err
 	}
@@ -239,7 +331,12 @@ func (c *MountCmd) serve(log *slog.Logger, ready func(error)) error {
 	if err != nil {
 		return err
 	}
-	ix := indexer.New(bucket, sc, indexer.Options{Workers: c.IndexWorkers, Logger: log})
+	// The first listing and indexing can take minutes on a large store: the
+	// command that waits for the mount shows how they advance (on stderr,
+	// or relayed by the parent of a --daemon mount).
+	var listed, total atomic.Int64
+	ix := indexer.New(bucket, sc, indexer.Options{Workers: c.IndexWorkers, Logger: log,
+		Progress: func(d, t int) { listed.Store(int64(d)); total.Store(int64(t)) }})
 	tree := fsnode.New(fsnode.Options{
 		Bucket: bucket, Sidecar: sc, Indexer: ix, Staging: staging, Logger: log,
 		ReadOnly: c.ReadOnly,
@@ -254,7 +351,9 @@ func (c *MountCmd) serve(log *slog.Logger, ready func(error)) error {
 		}
 	}
 	start := time.Now()
+	stopProgress := c.showStartup(rp, &listed, &total)
 	res, err := ix.Reconcile(ctx)
+	stopProgress()
 	if err != nil {
 		return fmt.Errorf("cannot list the store %s: %w", st.Redacted, err)
 	}
@@ -276,7 +375,7 @@ func (c *MountCmd) serve(log *slog.Logger, ready func(error)) error {
 	}
 	defer removeMountInfo(c.Mountpoint)
 	log.Info("mounted", "mountpoint", c.Mountpoint, "store", st.Redacted, "sidecar", st.Meta)
-	ready(nil)
+	rp.ready(nil)
 	return d.run()
 }
 
