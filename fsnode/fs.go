@@ -375,10 +375,11 @@ func (f *FS) upload(sw *StagedWrite, key string, exclusive bool, gen int64) erro
 	f.stats.Uploads.Add(1)
 	f.stats.UploadBytes.Add(size)
 	sw.uploaded(gen)
-	if err := f.recordObject(ctx, key); err != nil {
+	row, err := f.recordUploaded(ctx, key)
+	if err != nil {
 		return err
 	}
-	f.indexUploaded(ctx, sw, key, gen, pre)
+	f.indexUploaded(ctx, sw, key, gen, pre, row)
 	return nil
 }
 
@@ -396,14 +397,14 @@ func (f *FS) prepareIndex(ctx context.Context, sw *StagedWrite, key string, size
 // as it, with pre, their parse. A write since (also one during the parse)
 // means the staged file no longer holds them: the tape is read back from
 // the store.
-func (f *FS) indexUploaded(ctx context.Context, sw *StagedWrite, key string, gen int64, pre *indexer.Parse) {
+func (f *FS) indexUploaded(ctx context.Context, sw *StagedWrite, key string, gen int64, pre *indexer.Parse, row meta.Object) {
 	ix := f.opts.Indexer
 	if ix == nil {
 		return
 	}
 	var err error
 	if sw.unchangedSince(gen) {
-		err = ix.IndexUploaded(ctx, key, pre)
+		err = ix.IndexUploaded(ctx, key, pre, row)
 	}
 	if err == nil && !sw.unchangedSince(gen) {
 		err = ix.IndexKey(ctx, key)
@@ -439,13 +440,18 @@ func (f *FS) createLost(ctx context.Context, sw *StagedWrite, key string, gen in
 
 // recordObject stores the store's current attributes of key in the sidecar.
 func (f *FS) recordObject(ctx context.Context, key string) error {
+	_, err := f.recordUploaded(ctx, key)
+	return err
+}
+
+// recordUploaded is recordObject, returning the row it put.
+func (f *FS) recordUploaded(ctx context.Context, key string) (meta.Object, error) {
 	defer f.changed()
 	a, err := f.bucket.Attributes(ctx, key)
 	if err != nil {
-		return err
+		return meta.Object{}, err
 	}
-	_, err = f.sc.PutObject(ctx, meta.Object{Key: key, Size: a.Size, ModTime: a.ModTime, ETag: a.ETag, MD5: a.MD5})
-	return err
+	return f.sc.PutObject(ctx, meta.Object{Key: key, Size: a.Size, ModTime: a.ModTime, ETag: a.ETag, MD5: a.MD5})
 }
 
 // deleteKey removes key from the store (a missing object is fine) and from

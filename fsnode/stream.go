@@ -172,9 +172,10 @@ func (f *FS) finishStream(sw *StagedWrite, key string, exclusive bool, gen int64
 	// The tail may take as long as one upload may.
 	timer := time.AfterFunc(f.opts.UploadTimeout, s.cancel)
 	defer timer.Stop()
-	ctx, cancel := context.WithTimeout(context.Background(), f.opts.UploadTimeout)
-	defer cancel()
-	pre := f.prepareIndex(ctx, sw, key, size)
+	// The parse of the tape overlaps the tail (see indexer.Prepare).
+	pctx, pcancel := context.WithTimeout(context.Background(), f.opts.UploadTimeout)
+	defer pcancel()
+	pre := f.prepareIndex(pctx, sw, key, size)
 	s.mu.Lock()
 	s.final = true
 	s.cond.Signal()
@@ -195,10 +196,13 @@ func (f *FS) finishStream(sw *StagedWrite, key string, exclusive bool, gen int64
 	f.stats.Uploads.Add(1)
 	f.stats.UploadBytes.Add(size)
 	sw.uploaded(gen)
-	if err := f.recordObject(ctx, key); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), f.opts.UploadTimeout)
+	defer cancel()
+	row, err := f.recordUploaded(ctx, key)
+	if err != nil {
 		return true, err
 	}
-	f.indexUploaded(ctx, sw, key, gen, pre)
+	f.indexUploaded(ctx, sw, key, gen, pre, row)
 	return true, nil
 }
 

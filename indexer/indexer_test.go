@@ -145,16 +145,18 @@ func reconcile(t testing.TB, ix *Indexer) Result {
 
 // upload puts content at key in the store and the object's row in the
 // sidecar, as the mount does after an upload and before it indexes.
-func upload(t testing.TB, b *blob.Bucket, sc *meta.Sidecar, key, content string) {
+func upload(t testing.TB, b *blob.Bucket, sc *meta.Sidecar, key, content string) meta.Object {
 	t.Helper()
 	write(t, b, key, content)
 	a, err := b.Attributes(context.Background(), key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := sc.PutObject(context.Background(), meta.Object{Key: key, Size: a.Size, ModTime: a.ModTime, ETag: a.ETag, MD5: a.MD5}); err != nil {
+	row, err := sc.PutObject(context.Background(), meta.Object{Key: key, Size: a.Size, ModTime: a.ModTime, ETag: a.ETag, MD5: a.MD5})
+	if err != nil {
 		t.Fatal(err)
 	}
+	return row
 }
 
 func getTape(t testing.TB, sc *meta.Sidecar, key string) meta.TapeRow {
@@ -810,16 +812,23 @@ type failingReaderAt struct{}
 func (failingReaderAt) ReadAt([]byte, int64) (int, error) { return 0, errInjected }
 
 // TestIndexUploaded checks that a tape just uploaded is parsed from the
-// local bytes it went up from (Prepare), not read back from the store, and
-// from the store when those bytes cannot be read.
+// local bytes it went up from (Prepare), not read back from the store; and
+// from the store when those bytes cannot be read, or are no longer what the
+// store holds for the key or its companion.
 func TestIndexUploaded(t *testing.T) {
 	ctx := context.Background()
 	inner := memblob.OpenBucket(nil)
 	f, b := newFaulty(inner)
 	sc := newSidecar(t, "")
 	ix, _ := newIndexer(t, b, sc)
-	upload := func(key, content string) { upload(t, inner, sc, key, content) }
+	upload := func(key, content string) meta.Object { return upload(t, inner, sc, key, content) }
 	local := func(s string) *io.SectionReader { return io.NewSectionReader(strings.NewReader(s), 0, int64(len(s))) }
+	index := func(key string, p *Parse, row meta.Object) {
+		t.Helper()
+		if err := ix.IndexUploaded(ctx, key, p, row); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	upload("s/t.meta.json", v2Meta("t", "Named", "x"))
 	upload("v/index.json", v1IndexJSON(map[string]string{"a.json": "A"}))
@@ -831,65 +840,73 @@ func TestIndexUploaded(t *testing.T) {
 	})
 	// The parse starts before the upload ends, as in the mount.
 	p := ix.Prepare(ctx, "s/t.jsonl", local(v2JSONL("t", "read_file")))
-	upload("s/t.jsonl", v2JSONL("t", "read_file"))
-	upload("v/a.json", v1Doc("a"))
-	if err := ix.IndexUploaded(ctx, "s/t.jsonl", p); err != nil {
-		t.Fatal(err)
-	}
+	index("s/t.jsonl", p, upload("s/t.jsonl", v2JSONL("t", "read_file")))
 	if r := getTape(t, sc, "s/t.jsonl"); !r.Valid || r.Name != "Named" || r.Tools["read_file"] != 1 {
 		t.Errorf("v2 tape from local bytes: %+v", r)
 	}
-	if err := ix.IndexUploaded(ctx, "v/a.json", ix.Prepare(ctx, "v/a.json", local(v1Doc("a")))); err != nil {
-		t.Fatal(err)
-	}
+	row := upload("v/a.json", v1Doc("a"))
+	index("v/a.json", ix.Prepare(ctx, "v/a.json", local(v1Doc("a"))), row)
 	if r := getTape(t, sc, "v/a.json"); !r.Valid || r.Name != "A" {
 		t.Errorf("v1 tape from local bytes: %+v", r)
 	}
+	f.set(func() { clear(f.openErr) })
 
 	// Local bytes that cannot be read: the tape is read from the store.
-	upload("s/u.jsonl", v2JSONL("u", "write_file"))
-	if err := ix.IndexUploaded(ctx, "s/u.jsonl", ix.Prepare(ctx, "s/u.jsonl", io.NewSectionReader(failingReaderAt{}, 0, 10))); err != nil {
-		t.Fatal(err)
-	}
+	row = upload("s/u.jsonl", v2JSONL("u", "write_file"))
+	index("s/u.jsonl", ix.Prepare(ctx, "s/u.jsonl", io.NewSectionReader(failingReaderAt{}, 0, 10)), row)
 	if r := getTape(t, sc, "s/u.jsonl"); !r.Valid || r.Tools["write_file"] != 1 {
 		t.Errorf("v2 tape after a local read error: %+v", r)
 	}
 	// ... and when the store fails too, the row says the read failed.
 	f.set(func() { f.openErr["s/u.jsonl"] = errInjected })
-	upload("s/u.jsonl", v2JSONL("u", "write_file", "again"))
-	if err := ix.IndexUploaded(ctx, "s/u.jsonl", ix.Prepare(ctx, "s/u.jsonl", io.NewSectionReader(failingReaderAt{}, 0, 10))); err != nil {
-		t.Fatal(err)
-	}
+	row = upload("s/u.jsonl", v2JSONL("u", "write_file", "again"))
+	index("s/u.jsonl", ix.Prepare(ctx, "s/u.jsonl", io.NewSectionReader(failingReaderAt{}, 0, 10)), row)
 	if r := getTape(t, sc, "s/u.jsonl"); r.Valid || len(r.Problems) == 0 || !strings.HasPrefix(r.Problems[0], "read failed: ") {
 		t.Errorf("both reads failed: %+v", r)
 	}
+	f.set(func() { clear(f.openErr) })
 
 	// A parse whose upload failed stops; a later IndexUploaded (which
 	// never follows a failed upload in the mount) reads the store.
-	f.set(func() { clear(f.openErr) })
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
 	if p := ix.Prepare(cctx, "s/u.jsonl", local(v2JSONL("u", "stale"))); p == nil {
 		t.Error("Prepare of a tape returned nil")
-	} else if err := ix.IndexUploaded(ctx, "s/u.jsonl", p); err != nil {
-		t.Fatal(err)
+	} else {
+		index("s/u.jsonl", p, row)
 	}
 	if r := getTape(t, sc, "s/u.jsonl"); !r.Valid || r.Tools["again"] != 1 || r.Tools["stale"] != 0 {
 		t.Errorf("after a cancelled parse: %+v", r)
 	}
 
-	// A companion or a plain file is indexed as IndexKey does it.
-	upload("s/t.meta.json", v2Meta("t", "Renamed"))
-	if err := ix.IndexUploaded(ctx, "s/t.meta.json", ix.Prepare(ctx, "s/t.meta.json", local(v2Meta("t", "Renamed")))); err != nil {
-		t.Fatal(err)
+	// Another client wrote the key after this upload (its row is newer):
+	// the local bytes are not what the store holds; the store's are indexed.
+	p = ix.Prepare(ctx, "s/w.jsonl", local(v2JSONL("w", "mine")))
+	row = upload("s/w.jsonl", v2JSONL("w", "mine"))
+	upload("s/w.jsonl", v2JSONL("w", "theirs", "longer"))
+	index("s/w.jsonl", p, row)
+	if r := getTape(t, sc, "s/w.jsonl"); r.Tools["theirs"] != 1 || r.Tools["mine"] != 0 {
+		t.Errorf("after another client's write: %+v", r)
 	}
+	// The companion changed while the tape was parsed: the row is built
+	// with the new one.
+	p = ix.Prepare(ctx, "s/t.jsonl", local(v2JSONL("t", "read_file")))
+	row = upload("s/t.jsonl", v2JSONL("t", "read_file"))
+	<-p.done // the parse has read the companion ("Named")
+	upload("s/t.meta.json", v2Meta("t", "Newer"))
+	index("s/t.jsonl", p, row)
+	if r := getTape(t, sc, "s/t.jsonl"); r.Name != "Newer" {
+		t.Errorf("after the companion changed during the parse: %+v", r)
+	}
+
+	// A companion or a plain file is indexed as IndexKey does it.
+	row = upload("s/t.meta.json", v2Meta("t", "Renamed"))
+	index("s/t.meta.json", ix.Prepare(ctx, "s/t.meta.json", local(v2Meta("t", "Renamed"))), row)
 	if r := getTape(t, sc, "s/t.jsonl"); r.Name != "Renamed" {
 		t.Errorf("after the companion's upload: %+v", r)
 	}
-	upload("plain.txt", "hi")
-	if err := ix.IndexUploaded(ctx, "plain.txt", ix.Prepare(ctx, "plain.txt", local("hi"))); err != nil {
-		t.Fatal(err)
-	}
+	row = upload("plain.txt", "hi")
+	index("plain.txt", ix.Prepare(ctx, "plain.txt", local("hi")), row)
 	if _, ok, _ := sc.IndexedAt(ctx, "plain.txt"); ok {
 		t.Error("a plain file got an index row")
 	}

@@ -98,6 +98,8 @@ func (ix *Indexer) IndexKey(ctx context.Context, key string) error {
 // it, and the tape is not read back from the store.
 type Parse struct {
 	key  string
+	size int64       // of the local bytes
+	comp meta.Object // the companion's row when the parse began
 	done chan struct{}
 	rec  *tape.Record // nil when local could not be read
 	src  meta.TapeSource
@@ -111,24 +113,26 @@ func (ix *Indexer) Prepare(ctx context.Context, key string, local *io.SectionRea
 	if kind != tape.KindV2Data && kind != tape.KindV1Data || !served(key) {
 		return nil
 	}
-	p := &Parse{key: key, done: make(chan struct{})}
+	p := &Parse{key: key, size: local.Size(), done: make(chan struct{})}
 	go func() {
 		defer close(p.done)
-		comp, _, err := ix.sc.GetObject(ctx, companionKey(kind, key))
-		if err != nil {
+		var err error
+		if p.comp, _, err = ix.sc.GetObject(ctx, companionKey(kind, key)); err != nil {
 			return
 		}
-		j := job{data: meta.Object{Key: key}, kind: kind, comp: comp, local: &ctxReaderAt{ctx, local}}
+		j := job{data: meta.Object{Key: key}, kind: kind, comp: p.comp, local: &ctxReaderAt{ctx, local}}
 		p.rec, p.src = ix.read(ctx, j, &v1Indexes{ix: ix, m: map[string]*v1Index{}})
 	}()
 	return p
 }
 
 // IndexUploaded is IndexKey after key was uploaded with the bytes p parsed
-// (nil: none): p's record is written for the object row key now has (the
-// caller has put it). When p could not read its bytes the tape is read
-// from the store instead.
-func (ix *Indexer) IndexUploaded(ctx context.Context, key string, p *Parse) error {
+// (nil: none), and uploaded is the object row the caller put for it: p's
+// record is written for that row. The tape is read from the store instead
+// when p could not read its bytes, or when the row or the companion's row
+// is no longer the one p's bytes and companion belong to (another client
+// wrote the key or the companion meanwhile, or a refresh saw it do so).
+func (ix *Indexer) IndexUploaded(ctx context.Context, key string, p *Parse, uploaded meta.Object) error {
 	if p == nil || p.key != key {
 		return ix.IndexKey(ctx, key)
 	}
@@ -140,8 +144,16 @@ func (ix *Indexer) IndexUploaded(ctx context.Context, key string, p *Parse) erro
 	if err != nil || !ok {
 		return err
 	}
-	p.src.Data = meta.StampOf(o)
-	return ix.putIndexed(ctx, []indexed{{rec: p.rec, src: p.src, from: p.src.Data}})
+	comp, _, err := ix.sc.GetObject(ctx, companionKey(tape.Classify(key), key))
+	if err != nil {
+		return err
+	}
+	from := meta.StampOf(uploaded)
+	if !meta.StampOf(o).Same(from) || o.Size != p.size || !meta.StampOf(comp).Same(meta.StampOf(p.comp)) {
+		return ix.IndexKey(ctx, key)
+	}
+	p.src.Data = from
+	return ix.putIndexed(ctx, []indexed{{rec: p.rec, src: p.src, from: from}})
 }
 
 // ctxReaderAt is local bytes whose reads fail once ctx is done.
