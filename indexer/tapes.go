@@ -23,7 +23,7 @@ type job struct {
 	// local, when not nil, holds the bytes being uploaded as the data
 	// object (the staged file; see Prepare): they are parsed from it, never
 	// from the store, and data holds only the key.
-	local *ctxReaderAt
+	local *io.SectionReader
 }
 
 // companionKey is the key of the object a tape's index also depends on.
@@ -120,7 +120,7 @@ func (ix *Indexer) Prepare(ctx context.Context, key string, local *io.SectionRea
 		if p.comp, _, err = ix.sc.GetObject(ctx, companionKey(kind, key)); err != nil {
 			return
 		}
-		j := job{data: meta.Object{Key: key}, kind: kind, comp: p.comp, local: &ctxReaderAt{ctx, local}}
+		j := job{data: meta.Object{Key: key}, kind: kind, comp: p.comp, local: local}
 		p.rec, p.src = ix.read(ctx, j, &v1Indexes{ix: ix, m: map[string]*v1Index{}})
 	}()
 	return p
@@ -154,21 +154,6 @@ func (ix *Indexer) IndexUploaded(ctx context.Context, key string, p *Parse, uplo
 	}
 	p.src.Data = from
 	return ix.putIndexed(ctx, []indexed{{rec: p.rec, src: p.src, from: from}})
-}
-
-// ctxReaderAt is local bytes whose reads fail once ctx is done.
-type ctxReaderAt struct {
-	ctx context.Context
-	r   *io.SectionReader
-}
-
-func (c *ctxReaderAt) size() int64 { return c.r.Size() }
-
-func (c *ctxReaderAt) ReadAt(p []byte, off int64) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.ReadAt(p, off)
 }
 
 // dropTape deletes the index row of key, if it has one. Reading first
@@ -371,7 +356,7 @@ func (ix *Indexer) read(ctx context.Context, j job, v1 *v1Indexes) (*tape.Record
 
 	var rec *tape.Record
 	parse := func(r io.Reader) error {
-		er := &errReader{r: r}
+		er := &errReader{ctx: ctx, r: r}
 		if j.kind == tape.KindV2Data {
 			rec = tape.ParseV2(er, metaJSON, j.data.Key)
 		} else {
@@ -380,7 +365,7 @@ func (ix *Indexer) read(ctx context.Context, j job, v1 *v1Indexes) (*tape.Record
 		return er.err
 	}
 	if j.local != nil {
-		if err := parse(io.NewSectionReader(j.local, 0, j.local.size())); err != nil {
+		if err := parse(io.NewSectionReader(j.local, 0, j.local.Size())); err != nil {
 			return nil, src // the caller reads the store instead
 		}
 	} else if err := ix.readStore(ctx, j.data.Key, parse); err != nil {
@@ -420,11 +405,18 @@ func failed(j job, problems []string) *tape.Record {
 // errReader remembers the first error other than io.EOF, as the parsers
 // do not return one.
 type errReader struct {
+	ctx context.Context // its end fails the reads (a parse of local bytes has no other)
 	r   io.Reader
 	err error
 }
 
 func (e *errReader) Read(p []byte) (int, error) {
+	if err := e.ctx.Err(); err != nil {
+		if e.err == nil {
+			e.err = err
+		}
+		return 0, err
+	}
 	n, err := e.r.Read(p)
 	if err != nil && err != io.EOF && e.err == nil {
 		e.err = err
