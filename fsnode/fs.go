@@ -375,7 +375,7 @@ func (f *FS) upload(sw *StagedWrite, key string, exclusive bool, gen int64) erro
 	f.stats.Uploads.Add(1)
 	f.stats.UploadBytes.Add(size)
 	sw.uploaded(gen)
-	row, err := f.recordUploaded(ctx, key)
+	row, err := f.recordObject(ctx, key)
 	if err != nil {
 		return err
 	}
@@ -427,7 +427,7 @@ func lostCreate(exclusive bool, err error) bool {
 func (f *FS) createLost(ctx context.Context, sw *StagedWrite, key string, gen int64) {
 	sw.refused(gen)
 	f.log.Warn("exclusive create lost: the store already has the key; the staged data is dropped", "key", key)
-	if err := f.recordObject(ctx, key); err != nil {
+	if _, err := f.recordObject(ctx, key); err != nil {
 		f.log.Warn("cannot record the existing object after a lost exclusive create", "key", key, "err", err)
 		return
 	}
@@ -438,14 +438,9 @@ func (f *FS) createLost(ctx context.Context, sw *StagedWrite, key string, gen in
 	}
 }
 
-// recordObject stores the store's current attributes of key in the sidecar.
-func (f *FS) recordObject(ctx context.Context, key string) error {
-	_, err := f.recordUploaded(ctx, key)
-	return err
-}
-
-// recordUploaded is recordObject, returning the row it put.
-func (f *FS) recordUploaded(ctx context.Context, key string) (meta.Object, error) {
+// recordObject stores the store's current attributes of key in the
+// sidecar, and returns the row it put.
+func (f *FS) recordObject(ctx context.Context, key string) (meta.Object, error) {
 	defer f.changed()
 	a, err := f.bucket.Attributes(ctx, key)
 	if err != nil {
@@ -494,7 +489,8 @@ func (f *FS) makeDir(ctx context.Context, p string) error {
 	}
 	// The marker's row makes the directory explicit in the sidecar, and
 	// moves with it on rename.
-	return f.recordObject(ctx, key)
+	_, err := f.recordObject(ctx, key)
+	return err
 }
 
 // registerStaged notes that n holds a staged write.

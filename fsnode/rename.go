@@ -119,7 +119,7 @@ func (f *FS) renameFile(ctx context.Context, src, dst string, replacing bool) er
 	if err := f.sc.RenameObject(local(ctx), src, dst); err != nil {
 		return err
 	}
-	if err := f.recordObject(ctx, dst); err != nil {
+	if _, err := f.recordObject(ctx, dst); err != nil {
 		return err
 	}
 	if ix := f.opts.Indexer; ix != nil {

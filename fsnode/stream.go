@@ -198,7 +198,7 @@ func (f *FS) finishStream(sw *StagedWrite, key string, exclusive bool, gen int64
 	sw.uploaded(gen)
 	ctx, cancel := context.WithTimeout(context.Background(), f.opts.UploadTimeout)
 	defer cancel()
-	row, err := f.recordUploaded(ctx, key)
+	row, err := f.recordObject(ctx, key)
 	if err != nil {
 		return true, err
 	}
