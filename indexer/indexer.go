@@ -12,10 +12,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"gocloud.dev/blob"
 	"gocloud.dev/gcerrors"
 
+	"github.com/tapefs/tapefs/backend"
 	"github.com/tapefs/tapefs/keypath"
 	"github.com/tapefs/tapefs/meta"
 	"github.com/tapefs/tapefs/tape"
@@ -152,7 +152,7 @@ func (ix *Indexer) Reconcile(ctx context.Context) (Result, error) {
 		if ix.opts.Progress != nil {
 			ix.opts.Progress(res.Listed, 0)
 		}
-		o := meta.Object{Key: lo.Key, Size: lo.Size, ModTime: lo.ModTime, MD5: lo.MD5, ETag: listedETag(lo)}
+		o := meta.Object{Key: lo.Key, Size: lo.Size, ModTime: lo.ModTime, MD5: lo.MD5, ETag: backend.ListedETag(lo)}
 		old, ok := known[lo.Key]
 		delete(known, lo.Key)
 		if ix.isPending(lo.Key) {
@@ -218,17 +218,6 @@ func (ix *Indexer) Reconcile(ctx context.Context) (Result, error) {
 	}
 	res.Duration = time.Since(start)
 	return res, nil
-}
-
-// listedETag is the ETag in the store's own listing entry of lo, or "": an
-// S3 listing has every object's ETag, the one a HEAD of it returns, so a
-// first mount of 2,000 tapes makes no 4,000 HEAD requests.
-func listedETag(lo *blob.ListObject) string {
-	var o s3types.Object
-	if lo.As(&o) && o.ETag != nil {
-		return *o.ETag
-	}
-	return ""
 }
 
 // listPageSize is the page a full listing asks for. S3 and its peers cap a
