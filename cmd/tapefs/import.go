@@ -282,12 +282,7 @@ func refreshMount(out io.Writer, mi mountInfo) bool {
 // reconcileHere updates the sidecar of st from the store, with progress.
 func reconcileHere(ctx context.Context, out io.Writer, st storeStack, bucket *blob.Bucket, workers int, level, mode string) error {
 	var done, total atomic.Int64
-	p := newProgress(mode, "index", func() progressState {
-		if total.Load() == 0 {
-			return progressState{Phase: "listing the store", Done: done.Load(), Unit: "keys"}
-		}
-		return progressState{Phase: "indexing", Done: done.Load(), Total: total.Load(), Unit: "tapes"}
-	})
+	p := reconcileProgress(mode, "index", &done, &total)
 	log := progressLogger(level, p)
 	sc, err := openSidecar(st.Meta, log)
 	if err != nil {

@@ -134,17 +134,6 @@ func readReady(r io.Reader, onProgress func(done, total int64)) string {
 	return ""
 }
 
-// startupProgress shows how the first listing and indexing of a mount
-// advance, from counters the caller updates.
-func startupProgress(mode string, done, total *atomic.Int64) *progress {
-	return newProgress(mode, "mount", func() progressState {
-		if total.Load() == 0 {
-			return progressState{Phase: "listing the store", Done: done.Load(), Unit: "keys"}
-		}
-		return progressState{Phase: "indexing", Done: done.Load(), Total: total.Load(), Unit: "tapes"}
-	})
-}
-
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // checkMountpoint refuses a missing, non-directory or already mounted path.
@@ -239,7 +228,7 @@ func (c *MountCmd) startDaemon() error {
 	}
 	pw.Close()
 	var done, total atomic.Int64
-	p := startupProgress(c.Progress, &done, &total)
+	p := reconcileProgress(c.Progress, "mount", &done, &total)
 	p.Start()
 	line := readReady(pr, func(d, t int64) { done.Store(d); total.Store(t) })
 	p.Stop()
@@ -262,7 +251,7 @@ func (c *MountCmd) startDaemon() error {
 // second.
 func (c *MountCmd) showStartup(rp *readyPipe, done, total *atomic.Int64) (stop func()) {
 	if rp == nil {
-		p := startupProgress(c.Progress, done, total)
+		p := reconcileProgress(c.Progress, "mount", done, total)
 		p.Start()
 		return p.Stop
 	}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -14,6 +15,18 @@ import (
 // ProgressFlag chooses how long-running commands show their progress.
 type ProgressFlag struct {
 	Progress string `help:"How to show progress on stderr: auto (a bar on a terminal, a plain line every 10s otherwise), bar, plain or off." enum:"auto,bar,plain,off" default:"auto" env:"TAPEFS_PROGRESS"`
+}
+
+// reconcileProgress shows an indexer's Reconcile from the counters its
+// Progress option updates: keys listed so far while total is 0, then tapes
+// read of total.
+func reconcileProgress(mode, label string, done, total *atomic.Int64) *progress {
+	return newProgress(mode, label, func() progressState {
+		if total.Load() == 0 {
+			return progressState{Phase: "listing the store", Done: done.Load(), Unit: "keys"}
+		}
+		return progressState{Phase: "indexing", Done: done.Load(), Total: total.Load(), Unit: "tapes"}
+	})
 }
 
 // progressState is one reading of a running job.
