@@ -32,9 +32,35 @@ func (o *ReadOptions) fill() {
 
 // chunkFetch is one range read, in flight or done.
 type chunkFetch struct {
-	done chan struct{}
-	data []byte
-	err  error
+	done   chan struct{}
+	data   []byte
+	err    error
+	failed time.Time // when err was set
+}
+
+// finish records the outcome of the read and wakes its waiters.
+func (cf *chunkFetch) finish(data []byte, err error) {
+	cf.data, cf.err = data, err
+	if err != nil {
+		cf.failed = time.Now()
+	}
+	close(cf.done)
+}
+
+// failMemo is how long a failed range read stays the answer for its chunk.
+// The kernel asks again at once for a page whose read failed (first as
+// read-ahead, then the page alone): against a store that does not answer,
+// that second request would wait a whole --timeout more.
+const failMemo = 2 * time.Second
+
+// retry says whether cf failed long enough ago to be read again.
+func (cf *chunkFetch) retry() bool {
+	select {
+	case <-cf.done:
+		return cf.err != nil && time.Since(cf.failed) > failMemo
+	default:
+		return false
+	}
 }
 
 // ObjectReader serves reads of one store object through chunk-aligned range
@@ -109,12 +135,7 @@ func (r *ObjectReader) ReadAt(ctx context.Context, p []byte, off int64) (int, er
 			return n, ctx.Err()
 		}
 		if cf.err != nil {
-			r.mu.Lock()
-			if r.chunks[first+int64(k)] == cf {
-				delete(r.chunks, first+int64(k)) // retry on the next read
-			}
-			r.mu.Unlock()
-			return n, cf.err
+			return n, cf.err // kept for failMemo, then read again
 		}
 		cstart := (first + int64(k)) * cs
 		lo := max(off, cstart) - cstart
@@ -131,7 +152,7 @@ func (r *ObjectReader) ReadAt(ctx context.Context, p []byte, off int64) (int, er
 
 // startLocked returns chunk i, starting its range read if needed.
 func (r *ObjectReader) startLocked(i int64) *chunkFetch {
-	if cf, ok := r.chunks[i]; ok {
+	if cf, ok := r.chunks[i]; ok && !cf.retry() {
 		return cf
 	}
 	cf := &chunkFetch{done: make(chan struct{})}
@@ -168,7 +189,7 @@ func (r *ObjectReader) startAheadLocked(lo, hi int64) {
 		}
 	}
 	for i := lo; i <= hi; i++ {
-		if _, ok := r.chunks[i]; ok || r.cached(i) {
+		if cf, ok := r.chunks[i]; (ok && !cf.retry()) || r.cached(i) {
 			flush()
 			r.startLocked(i)
 			continue
@@ -210,8 +231,9 @@ func (r *ObjectReader) fetchSpan(first int64, cfs []*chunkFetch) {
 		length := min(cs, r.size-cstart)
 		switch {
 		case err != nil:
-			cf.err = err
+			cf.finish(nil, err)
 		case short:
+			cf.finish(nil, nil)
 		default:
 			buf := make([]byte, length)
 			n, rerr := io.ReadFull(rd, buf)
@@ -219,9 +241,9 @@ func (r *ObjectReader) fetchSpan(first int64, cfs []*chunkFetch) {
 			if rerr == io.ErrUnexpectedEOF || rerr == io.EOF {
 				rerr, short = nil, true // serve what is there
 			}
-			cf.data, cf.err, err = buf[:n], rerr, rerr
+			err = rerr
+			cf.finish(buf[:n], rerr)
 		}
-		close(cf.done)
 	}
 	for k, cf := range cfs {
 		if cf.err == nil && int64(len(cf.data)) == min(cs, r.size-start-int64(k)*cs) {
@@ -243,19 +265,16 @@ func (r *ObjectReader) keep(i int64, b []byte) {
 func (r *ObjectReader) fetchCached(cf *chunkFetch, i, start, length int64) {
 	c := r.opts.Cache
 	if c == nil || r.etag == "" {
-		cf.data, cf.err = r.fetch(start, length)
-		close(cf.done)
+		cf.finish(r.fetch(start, length))
 		return
 	}
 	if b, ok := c.Get(cache.Name(r.key, r.etag, i)); ok && int64(len(b)) == length {
 		r.stats.CacheHitBytes.Add(int64(len(b)))
-		cf.data = b
-		close(cf.done)
+		cf.finish(b, nil)
 		return
 	}
 	b, err := r.fetch(start, length)
-	cf.data, cf.err = b, err
-	close(cf.done)
+	cf.finish(b, err)
 	if err == nil && int64(len(b)) == length {
 		r.keep(i, b)
 	}

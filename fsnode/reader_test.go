@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/tapefs/tapefs/cache"
 	"gocloud.dev/blob/memblob"
@@ -137,5 +138,41 @@ func TestObjectReaderMissingObjectFails(t *testing.T) {
 	defer r.Close()
 	if _, err := r.ReadAt(context.Background(), make([]byte, 10), 0); err == nil {
 		t.Fatal("reading a missing object succeeded")
+	}
+}
+
+// TestObjectReaderFailedReadAnswersAgain: the kernel asks again at once for
+// a page whose read failed; that request gets the same error without going
+// to the store (which, not answering, would hold it a whole --timeout
+// more), and a read after failMemo goes to the store again.
+func TestObjectReaderFailedReadAnswersAgain(t *testing.T) {
+	ctx := context.Background()
+	b := memblob.OpenBucket(nil)
+	var st Stats
+	r := NewObjectReader(b, "late.jsonl", "v1", 4096, ReadOptions{ChunkSize: 1 << 20}, &st)
+	defer r.Close()
+	p := make([]byte, 4096)
+	if _, err := r.ReadAt(ctx, p, 0); err == nil {
+		t.Fatal("read of a missing object succeeded")
+	}
+	if _, err := r.ReadAt(ctx, p[:512], 0); err == nil {
+		t.Fatal("the repeated read succeeded")
+	}
+	if got := st.StoreReads.Load(); got != 1 {
+		t.Fatalf("%d store reads for a read and its immediate repeat, want 1", got)
+	}
+
+	data := randomBytes(4096)
+	if err := b.WriteAll(ctx, "late.jsonl", data, nil); err != nil {
+		t.Fatal(err)
+	}
+	r.mu.Lock()
+	r.chunks[0].failed = time.Now().Add(-failMemo - time.Millisecond)
+	r.mu.Unlock()
+	if n, err := r.ReadAt(ctx, p, 0); err != nil || n != len(data) || !bytes.Equal(p, data) {
+		t.Fatalf("read after failMemo: n=%d err=%v", n, err)
+	}
+	if got := st.StoreReads.Load(); got != 2 {
+		t.Errorf("%d store reads, want 2: the read after failMemo did not go to the store", got)
 	}
 }
