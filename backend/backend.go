@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"sort"
 	"strings"
+	"time"
 
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,8 +36,19 @@ var ErrBadURL = errors.New("bad store URL")
 // ErrUnreachable is returned when the store was opened but does not answer.
 var ErrUnreachable = errors.New("store unreachable")
 
-// NewMux returns the URL mux with every scheme tapefs understands.
-func NewMux() *blob.URLMux {
+// NewMux returns the URL mux with every scheme tapefs understands, its S3
+// connections bounded by DefaultIdleTimeout.
+func NewMux() *blob.URLMux { return NewMuxWith(MuxOptions{IdleTimeout: DefaultIdleTimeout}) }
+
+// MuxOptions tune the stores a mux opens.
+type MuxOptions struct {
+	// IdleTimeout fails a request to an S3 store once its connection has
+	// moved no byte, either way, for this long (ErrIdle); 0: no bound.
+	IdleTimeout time.Duration
+}
+
+// NewMuxWith is NewMux with its options.
+func NewMuxWith(o MuxOptions) *blob.URLMux {
 	mux := new(blob.URLMux)
 	mux.RegisterBucket(filestore.Scheme, filestore.URLOpener{})
 	mux.RegisterBucket(memblob.Scheme, &memblob.URLOpener{})
@@ -44,7 +56,8 @@ func NewMux() *blob.URLMux {
 	// The cloud drivers register openers that find credentials through the
 	// standard chains (environment, profiles, instance metadata) on gocloud's
 	// default mux; we reach them through it rather than re-implementing that.
-	for _, scheme := range []string{s3blob.Scheme, gcsblob.Scheme, azureblob.Scheme} {
+	mux.RegisterBucket(s3blob.Scheme, s3Opener{idle: o.IdleTimeout})
+	for _, scheme := range []string{gcsblob.Scheme, azureblob.Scheme} {
 		mux.RegisterBucket(scheme, defaultMuxOpener{})
 	}
 	return mux

@@ -42,7 +42,7 @@ type MountCmd struct {
 	AllowOther      bool          `help:"Let other users see the mount (needs user_allow_other for non-root)." env:"TAPEFS_ALLOW_OTHER"`
 	AttrTimeout     time.Duration `help:"How long the kernel may cache attributes and names." default:"10s" env:"TAPEFS_ATTR_TIMEOUT"`
 	RefreshInterval time.Duration `help:"How often to list the store again to pick up changes made elsewhere (0 disables)." default:"1m" env:"TAPEFS_REFRESH_INTERVAL"`
-	Timeout         time.Duration `help:"Bound on one read request to the store; a read that takes longer fails with EIO." default:"30s" env:"TAPEFS_TIMEOUT"`
+	Timeout         time.Duration `help:"Bound on one read request to the store; a read that takes longer fails with EIO. A connection to an S3 store that moves no data for this long fails too, so a server that stops answering fails a close (EIO, the upload kept and retried) after the SDK's 3 tries instead of hanging it." default:"30s" env:"TAPEFS_TIMEOUT"`
 	ChunkSize       int64         `help:"Size of one range read from the store, in bytes." default:"1048576" env:"TAPEFS_CHUNK_SIZE"`
 	ReadAhead       int           `help:"Most chunks read ahead of a sequential reader." default:"8" env:"TAPEFS_READ_AHEAD"`
 	IndexWorkers    int           `help:"Tapes indexed in parallel (each mostly waits on the store: a remote store's latency bounds indexing, not the CPU)." default:"32" env:"TAPEFS_INDEX_WORKERS"`
@@ -281,6 +281,7 @@ func (c *MountCmd) serve(log *slog.Logger, rp *readyPipe) error {
 	if err != nil {
 		return err
 	}
+	st.Idle = c.Timeout
 	ctx := context.Background()
 	openCtx, cancel := context.WithTimeout(ctx, c.Timeout)
 	var registry *prometheus.Registry

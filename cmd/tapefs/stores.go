@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/tapefs/tapefs/backend"
 	"github.com/tapefs/tapefs/backend/compress"
@@ -22,6 +23,9 @@ type storeStack struct {
 	store
 	Layers backend.Layers
 	Policy tier.WritePolicy
+	// Idle bounds a silent connection to an S3 store (mount's --timeout);
+	// 0: backend.DefaultIdleTimeout.
+	Idle time.Duration
 }
 
 // resolve locates the stores of the flags and parses the layers and the
@@ -62,7 +66,12 @@ func openBucket(ctx context.Context, st storeStack) (*blob.Bucket, *tier.Tier, e
 	if len(profiles) == 0 {
 		profiles = []backend.NamedURL{{Name: "default", URL: st.URL}}
 	}
-	return backend.OpenProfiles(ctx, backend.NewMux(), profiles, st.Layers, tier.Options{Policy: st.Policy, Logger: st.Layers.Logger})
+	idle := st.Idle
+	if idle <= 0 {
+		idle = backend.DefaultIdleTimeout
+	}
+	mux := backend.NewMuxWith(backend.MuxOptions{IdleTimeout: idle})
+	return backend.OpenProfiles(ctx, mux, profiles, st.Layers, tier.Options{Policy: st.Policy, Logger: st.Layers.Logger})
 }
 
 // indexFirst indexes a store that has no sidecar yet, before a query.
