@@ -324,8 +324,14 @@ func (n *fileNode) release() {
 		sw.Discard()
 		return
 	}
-	if err := n.fsys.uploadStaged(sw, key, excl, gen); err != nil {
-		n.fsys.stats.UploadErrors.Add(1)
+	err := sw.recentFailure(gen) // a close that just failed: queue the bytes
+	if err == nil {
+		err = n.fsys.uploadStaged(sw, key, excl, gen)
+		if err != nil {
+			n.fsys.stats.UploadErrors.Add(1)
+		}
+	}
+	if err != nil {
 		if lostCreate(excl, err) {
 			sw.Discard() // another writer created the key first: never retried
 			return
@@ -358,11 +364,12 @@ func (n *fileNode) flush() error {
 	} else if !ok {
 		return nil // unlinked while open
 	}
+	if err := sw.recentFailure(gen); err != nil {
+		return err
+	}
 	if err := n.fsys.uploadStaged(sw, key, excl, gen); err != nil {
 		n.fsys.stats.UploadErrors.Add(1)
-		sw.mu.Lock()
-		sw.lastErr = err
-		sw.mu.Unlock()
+		sw.failedUpload(gen, err)
 		return err
 	}
 	n.uploaded()
@@ -448,7 +455,8 @@ func (h *handle) Flush(ctx context.Context) syscall.Errno {
 		return 0
 	}
 	if err := h.node.flush(); err != nil {
-		return h.node.fsys.errno("close", "", err)
+		p, _ := h.node.currentKey()
+		return h.node.fsys.errno("close", p, err)
 	}
 	return 0
 }

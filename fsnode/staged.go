@@ -29,13 +29,15 @@ type StagedWrite struct {
 	dataPath  string
 	jrnlPath  string
 	key       string
-	dirty     bool  // holds bytes the store does not have yet
-	committed bool  // a close or fsync asked for the staged bytes (the journal is not partial)
-	exclusive bool  // first upload must not replace an existing object (O_EXCL)
-	deleted   bool  // unlinked while open: never upload
-	refs      int   // open handles using it
-	gen       int64 // bumped by every change, to tell if an upload is current
-	lastErr   error
+	dirty     bool      // holds bytes the store does not have yet
+	committed bool      // a close or fsync asked for the staged bytes (the journal is not partial)
+	exclusive bool      // first upload must not replace an existing object (O_EXCL)
+	deleted   bool      // unlinked while open: never upload
+	refs      int       // open handles using it
+	gen       int64     // bumped by every change, to tell if an upload is current
+	lastErr   error     // the last failed upload of these bytes, at errGen
+	errGen    int64     // the gen lastErr's upload sent
+	errAt     time.Time // when it failed
 
 	end        int64         // the staged size, once sized
 	sized      bool          // end is known (else it is read from the file)
@@ -313,4 +315,29 @@ func (s *Staging) Leftovers() ([]Recovered, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Staged.Before(out[j].Staged) })
 	return out, nil
+}
+
+// uploadRetryGap is how soon after a failed upload the same bytes are sent
+// again by a close or fsync. A program that calls fsync and then close (dd
+// conv=fsync, editors) would otherwise wait out a server that does not
+// answer twice, and the release after it a third time; within the gap they
+// get the failure at once, and the retry queue sends the bytes later.
+const uploadRetryGap = 5 * time.Second
+
+// failedUpload records that the upload of the bytes at gen failed with err.
+func (w *StagedWrite) failedUpload(gen int64, err error) {
+	w.mu.Lock()
+	w.lastErr, w.errGen, w.errAt = err, gen, time.Now()
+	w.mu.Unlock()
+}
+
+// recentFailure is the failure of an upload of exactly the bytes at gen
+// that ended less than uploadRetryGap ago, or nil.
+func (w *StagedWrite) recentFailure(gen int64) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.lastErr != nil && w.errGen == gen && time.Since(w.errAt) < uploadRetryGap {
+		return w.lastErr
+	}
+	return nil
 }

@@ -1,9 +1,11 @@
 package fsnode
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 func TestStagingJournalAndRecovery(t *testing.T) {
@@ -103,4 +105,41 @@ func TestJournalPartialUntilCommit(t *testing.T) {
 		t.Error("journal partial after a commit of a truncation")
 	}
 	w.file.Close()
+}
+
+// TestStagedRecentFailure: right after an upload of some bytes failed, a
+// close or fsync of the same bytes gets that failure at once; a write since,
+// or the end of uploadRetryGap, sends them again.
+func TestStagedRecentFailure(t *testing.T) {
+	s, err := NewStaging(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := s.New("a.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.file.Close()
+	w.WriteAt([]byte("one"), 0)
+	_, _, _, _, gen := w.snapshot()
+	if w.recentFailure(gen) != nil {
+		t.Fatal("a failure before any upload")
+	}
+	boom := errors.New("store silent")
+	w.failedUpload(gen, boom)
+	if got := w.recentFailure(gen); got != boom {
+		t.Errorf("right after the failure: %v, want %v", got, boom)
+	}
+	w.WriteAt([]byte("two"), 3)
+	_, _, _, _, gen2 := w.snapshot()
+	if got := w.recentFailure(gen2); got != nil {
+		t.Errorf("after a write: %v, want a new upload (nil)", got)
+	}
+	w.failedUpload(gen2, boom)
+	w.mu.Lock()
+	w.errAt = time.Now().Add(-uploadRetryGap - time.Millisecond)
+	w.mu.Unlock()
+	if got := w.recentFailure(gen2); got != nil {
+		t.Errorf("after uploadRetryGap: %v, want a new upload (nil)", got)
+	}
 }
