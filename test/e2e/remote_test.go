@@ -340,3 +340,71 @@ func TestRemoteServerDownWrite(t *testing.T) {
 		t.Errorf("pending uploads after the restart: %q", keys)
 	}
 }
+
+// TestRemoteServerHung: a server that accepts connections and answers
+// nothing (SIGSTOP: a hung process, a lost route) rather than refusing
+// them. A read of an uncached tape fails with EIO after one --timeout, not
+// one for each time the kernel asks again; a copy in fails at close with
+// EIO after the SDK's tries, each bounded by --timeout, instead of waiting
+// out the 10-minute upload bound; ls and cached tapes keep working; and
+// once the server goes on, the kept upload lands and reads work again.
+func TestRemoteServerHung(t *testing.T) {
+	st := newS3Store(t).(*s3Store)
+	bucket := st.Bucket()
+	read, unread, copied := newTape(51, 40), newTape(52, 40), newTape(53, 8)
+	files := map[string][]byte{"dir/read.jsonl": read.Data, "dir/unread.jsonl": unread.Data}
+	const timeout = 3 * time.Second
+	m := mountFiles(t, st, files, withArgs("--timeout", timeout.String()))
+	if got, ok := catBytes(t, m.Path("dir/read.jsonl")); !ok || got != string(read.Data) {
+		t.Fatalf("cannot read dir/read.jsonl while the server answers")
+	}
+	src := writeLocal(t, map[string][]byte{"copied.jsonl": copied.Data})
+
+	st.srv.Pause(t)
+	start := time.Now()
+	r := try(t, "cat", m.Path("dir/unread.jsonl"))
+	took := time.Since(start)
+	t.Logf("read of an uncached tape, server paused: exit %d after %s: %s", r.Code, took.Round(time.Millisecond), strings.TrimSpace(r.Stderr))
+	if r.Code == 0 || !strings.Contains(r.Stderr, "Input/output error") {
+		t.Errorf("read of an uncached tape from a paused server should fail with EIO:\n%s", r)
+	}
+	if took > timeout*9/5 {
+		t.Errorf("read of an uncached tape from a paused server took %s: more than one --timeout (%s)", took, timeout)
+	}
+
+	start = time.Now()
+	r = try(t, "cp", filepath.Join(src, "copied.jsonl"), m.Path("dir/copied.jsonl"))
+	took = time.Since(start)
+	t.Logf("cp into the mount, server paused: exit %d after %s: %s", r.Code, took.Round(time.Millisecond), strings.TrimSpace(r.Stderr))
+	if r.Code == 0 || !strings.Contains(r.Stderr, "Input/output error") {
+		t.Errorf("cp into the mount with the server paused should fail with EIO at close:\n%s", r)
+	}
+	// Three tries of --timeout each, and the SDK's backoff between them.
+	if took > 12*timeout {
+		t.Errorf("cp into the mount with the server paused took %s (--timeout %s): a silent server must not hold a close", took, timeout)
+	}
+	if keys := pendingKeys(t, m); len(keys) != 1 || keys[0] != "dir/copied.jsonl" {
+		t.Errorf("tapefs status lists pending uploads %q, want [dir/copied.jsonl]", keys)
+	}
+	ls := lsDir(t, m.Path("dir"))
+	if e, ok := ls["read.jsonl"]; !ok || e.Size != int64(len(read.Data)) {
+		t.Errorf("ls -l with the server paused: read.jsonl is %+v (listed %v)", e, ok)
+	}
+	run(t, "dd", "if="+m.Path("dir/read.jsonl"), "iflag=nocache", "count=0", "status=none")
+	if got, ok := catBytes(t, m.Path("dir/read.jsonl")); !ok || got != string(read.Data) {
+		t.Errorf("a tape read before the pause is not readable from the cache (ok=%v, %d bytes)", ok, len(got))
+	}
+
+	st.srv.Resume(t)
+	if !waitFor(40*time.Second, func() bool {
+		got, ok := storeRead(t, bucket, "dir/copied.jsonl")
+		return ok && bytes.Equal(got, copied.Data)
+	}) {
+		t.Errorf("dir/copied.jsonl did not reach the store within 40 s of the server going on")
+	}
+	var got string
+	var ok bool
+	if !waitFor(15*time.Second, func() bool { got, ok = catBytes(t, m.Path("dir/unread.jsonl")); return ok }) || got != string(unread.Data) {
+		t.Errorf("after the server went on, dir/unread.jsonl reads %d bytes (ok=%v), want %d", len(got), ok, len(unread.Data))
+	}
+}

@@ -33,10 +33,11 @@ type S3Server struct {
 	// inspecting the store directly from the test.
 	Bucket *blob.Bucket
 
-	bin  string
-	log  string
-	cmd  *exec.Cmd
-	done chan struct{} // closed when cmd has exited
+	bin    string
+	log    string
+	cmd    *exec.Cmd
+	done   chan struct{} // closed when cmd has exited
+	paused bool          // stopped by Pause (SIGSTOP)
 }
 
 const s3Region = "us-east-1"
@@ -178,6 +179,7 @@ func (s *S3Server) Stop(t *testing.T) {
 	if s.cmd == nil {
 		return
 	}
+	s.Resume(t)
 	s.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-s.done:
@@ -186,6 +188,32 @@ func (s *S3Server) Stop(t *testing.T) {
 		<-s.done
 	}
 	s.cmd = nil
+}
+
+// Pause freezes the server (SIGSTOP): it keeps its port, and the kernel
+// still accepts connections to it, but it answers nothing, as a server that
+// hangs or a peer behind a lost route does. Resume lets it go on.
+func (s *S3Server) Pause(t *testing.T) {
+	t.Helper()
+	if s.cmd == nil || s.paused {
+		t.Fatalf("versitygw is not running, or already paused")
+	}
+	if err := s.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	s.paused = true
+}
+
+// Resume continues a paused server (SIGCONT).
+func (s *S3Server) Resume(t *testing.T) {
+	t.Helper()
+	if s.cmd == nil || !s.paused {
+		return
+	}
+	if err := s.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	s.paused = false
 }
 
 // freePort returns a loopback TCP port that was free a moment ago.
