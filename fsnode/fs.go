@@ -51,6 +51,7 @@ type FS struct {
 	stats   Stats
 	root    *dirNode
 	views   *viewNode // the root of .by
+	ahead   *dirAhead // read-ahead across the files of a directory
 	started time.Time
 	uid     uint32 // the daemon's, see owner
 	gid     uint32
@@ -144,6 +145,8 @@ func New(opts Options) *FS {
 		uploading: map[*StagedWrite]time.Time{}, uid: uint32(os.Getuid()), gid: uint32(os.Getgid())}
 	f.root = &dirNode{fsys: f}
 	f.views = f.newViewsRoot()
+	f.ahead = newDirAhead(f)
+	f.opts.Read.ahead = f.ahead
 	return f
 }
 

@@ -16,6 +16,8 @@ type ReadOptions struct {
 	MaxAhead  int           // most chunks fetched ahead of a sequential reader (default 8)
 	Timeout   time.Duration // bound on one range read (default 30 s)
 	Cache     *cache.Disk   // chunks kept on disk across opens; nil: none
+
+	ahead *dirAhead // fetches the heads of files ahead of their opens; nil: none
 }
 
 func (o *ReadOptions) fill() {
@@ -272,6 +274,13 @@ func (r *ObjectReader) fetchCached(cf *chunkFetch, i, start, length int64) {
 		r.stats.CacheHitBytes.Add(int64(len(b)))
 		cf.finish(b, nil)
 		return
+	}
+	if a := r.opts.ahead; a != nil && start < aheadBytes && a.wait(r.ctx, r.key, r.etag) {
+		if b, ok := c.Get(cache.Name(r.key, r.etag, i)); ok && int64(len(b)) == length {
+			r.stats.CacheHitBytes.Add(int64(len(b)))
+			cf.finish(b, nil)
+			return
+		}
 	}
 	b, err := r.fetch(start, length)
 	cf.finish(b, err)

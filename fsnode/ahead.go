@@ -1,0 +1,166 @@
+package fsnode
+
+import (
+	"context"
+	"io"
+	"path"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/tapefs/tapefs/cache"
+	"github.com/tapefs/tapefs/meta"
+)
+
+// Read-ahead across files. grep -l PATTERN *.jsonl, cat * and jq over a
+// directory open its files one after the other, in name order, and read
+// each whole; against a remote store each open then waits one round trip
+// for its first chunk, so a cold grep over 2,000 tapes is 2,000 round trips
+// end to end. Once a reader has opened aheadAfter+1 files of a directory in
+// ascending name order, the first chunks of the next aheadFiles files with
+// the extension of the last one are fetched, aheadParallel at once, into
+// the disk cache, where the reads find them (a read whose chunk is still
+// being fetched waits for that fetch instead of asking the store again). An
+// open out of order ends the run, so at most aheadFiles files are fetched
+// that nobody reads.
+const (
+	aheadAfter    = 2
+	aheadFiles    = 16
+	aheadParallel = 8
+	aheadBytes    = spanBytes // of each file: one range read
+)
+
+// dirAhead follows the opens of one directory and fetches ahead of them.
+type dirAhead struct {
+	f   *FS
+	sem chan struct{}
+	wg  sync.WaitGroup
+
+	mu       sync.Mutex
+	dir      string       // the directory of the current run
+	last     string       // the name opened last in it
+	run      int          // opens in ascending order so far, after the first
+	ents     []meta.Entry // dir's files by name, read when read-ahead began
+	inflight map[string]chan struct{}
+}
+
+func newDirAhead(f *FS) *dirAhead {
+	return &dirAhead{f: f, sem: make(chan struct{}, aheadParallel), inflight: map[string]chan struct{}{}}
+}
+
+func aheadID(key, ver string) string { return key + "\x00" + ver }
+
+// opened records a read-only open of e, a file of the store (not staged,
+// not synthesized), and schedules what comes after it.
+func (a *dirAhead) opened(e meta.Entry) {
+	if a.f.opts.Read.Cache == nil || e.Key == "" {
+		return
+	}
+	dir, name := "", e.Key
+	if i := strings.LastIndexByte(e.Key, '/'); i >= 0 {
+		dir, name = e.Key[:i], e.Key[i+1:]
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if dir == a.dir && name > a.last {
+		a.run++
+	} else {
+		a.dir, a.run, a.ents = dir, 0, nil
+	}
+	a.last = name
+	if a.run < aheadAfter {
+		return
+	}
+	if a.ents == nil {
+		ents, err := a.f.sc.ReadDir(context.Background(), dir)
+		if err != nil {
+			a.run = 0
+			return
+		}
+		files := make([]meta.Entry, 0, len(ents))
+		for _, x := range ents {
+			if !x.IsDir && x.Size > 0 && x.Key != "" {
+				files = append(files, x)
+			}
+		}
+		a.ents = files
+	}
+	i := sort.Search(len(a.ents), func(i int) bool { return a.ents[i].Name > name })
+	ext := path.Ext(name)
+	for j, k := i, 0; j < len(a.ents) && k < aheadFiles; j++ {
+		// Only files like this one: grep *.jsonl opens no .meta.json
+		// between them; cat * opens both, and each open fetches its kind.
+		if path.Ext(a.ents[j].Name) == ext {
+			a.startLocked(a.ents[j])
+			k++
+		}
+	}
+}
+
+// startLocked fetches the head of e into the disk cache, unless it is there
+// or on its way.
+func (a *dirAhead) startLocked(e meta.Entry) {
+	ver := version(e)
+	id := aheadID(e.Key, ver)
+	c := a.f.opts.Read.Cache
+	if a.inflight[id] != nil || c.Has(cache.Name(e.Key, ver, 0)) || a.f.IsPending(e.Key) {
+		return
+	}
+	done := make(chan struct{})
+	a.inflight[id] = done
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		a.sem <- struct{}{}
+		a.fetch(e, ver)
+		<-a.sem
+		a.mu.Lock()
+		delete(a.inflight, id)
+		a.mu.Unlock()
+		close(done)
+	}()
+}
+
+// fetch reads the first aheadBytes of e in one range read and keeps its
+// whole chunks in the disk cache, as an ObjectReader would have.
+func (a *dirAhead) fetch(e meta.Entry, ver string) {
+	ro := a.f.opts.Read
+	ctx, cancel := context.WithTimeout(context.Background(), ro.Timeout)
+	defer cancel()
+	length := min(e.Size, aheadBytes)
+	a.f.stats.StoreReads.Add(1)
+	rd, err := a.f.bucket.NewRangeReader(ctx, e.Key, 0, length, nil)
+	if err != nil {
+		return // the reader's own read reports it
+	}
+	defer rd.Close()
+	cs := ro.ChunkSize
+	for i := int64(0); i*cs < length; i++ {
+		buf := make([]byte, min(cs, length-i*cs))
+		n, err := io.ReadFull(rd, buf)
+		a.f.stats.StoreReadBytes.Add(int64(n))
+		if err != nil {
+			return
+		}
+		if int64(n) == min(cs, e.Size-i*cs) { // a whole chunk, as a reader keeps
+			ro.Cache.Put(cache.Name(e.Key, ver, i), buf)
+		}
+	}
+}
+
+// wait returns once the head of key at ver is no longer being fetched
+// ahead, or ctx ends; it says whether there was such a fetch.
+func (a *dirAhead) wait(ctx context.Context, key, ver string) bool {
+	a.mu.Lock()
+	ch := a.inflight[aheadID(key, ver)]
+	a.mu.Unlock()
+	if ch == nil {
+		return false
+	}
+	select {
+	case <-ch:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

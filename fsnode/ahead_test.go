@@ -1,0 +1,118 @@
+package fsnode
+
+import (
+	"bytes"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/tapefs/tapefs/cache"
+	"github.com/tapefs/tapefs/meta"
+	"gocloud.dev/blob/memblob"
+)
+
+// TestDirAhead: opening the files of a directory in name order fetches the
+// heads of the next ones into the disk cache, where their reads find them;
+// an open out of order fetches nothing more; and what is fetched is what
+// the store holds.
+func TestDirAhead(t *testing.T) {
+	ctx := t.Context()
+	sc, err := meta.Open(filepath.Join(t.TempDir(), "index.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sc.Close() })
+	dc, err := cache.Open(t.TempDir(), 64<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := memblob.OpenBucket(nil)
+	const n = 40
+	data := map[string][]byte{}
+	var ents []meta.Entry
+	for i := range n {
+		key := fmt.Sprintf("d/t%03d.jsonl", i)
+		data[key] = bytes.Repeat([]byte{byte('a' + i%26)}, 3000+i)
+		if err := b.WriteAll(ctx, key, data[key], nil); err != nil {
+			t.Fatal(err)
+		}
+		o, err := sc.PutObject(ctx, meta.Object{Key: key, Size: int64(len(data[key])), ModTime: time.Unix(1700000000, 0), ETag: fmt.Sprintf("e%d", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ents = append(ents, meta.Entry{Name: filepath.Base(key), ID: o.ID, Size: o.Size, ModTime: o.ModTime, ETag: o.ETag, Key: key})
+		// A companion between each two tapes, which grep *.jsonl never opens.
+		comp := fmt.Sprintf("d/t%03d.meta.json", i)
+		if err := b.WriteAll(ctx, comp, []byte("{}"), nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sc.PutObject(ctx, meta.Object{Key: comp, Size: 2, ModTime: time.Unix(1700000000, 0), ETag: fmt.Sprintf("c%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	companionCached := func() int {
+		k := 0
+		for i := range n {
+			if dc.Has(cache.Name(fmt.Sprintf("d/t%03d.meta.json", i), fmt.Sprintf("c%d", i), 0)) {
+				k++
+			}
+		}
+		return k
+	}
+	f := New(Options{Bucket: b, Sidecar: sc, Read: ReadOptions{Cache: dc}})
+	t.Cleanup(f.ahead.wg.Wait) // fetches write into dc's directory
+
+	read := func(e meta.Entry) {
+		t.Helper()
+		r := NewObjectReader(b, e.Key, version(e), e.Size, f.opts.Read, &f.stats)
+		f.ahead.opened(e)
+		p := make([]byte, e.Size)
+		if n, err := r.ReadAt(ctx, p, 0); err != nil || !bytes.Equal(p[:n], data[e.Key]) {
+			t.Fatalf("%s: read %d bytes, err %v, equal %v", e.Key, n, err, bytes.Equal(p[:n], data[e.Key]))
+		}
+		r.Close()
+		r.wait()
+	}
+	cached := func(i int) bool { return dc.Has(cache.Name(ents[i].Key, version(ents[i]), 0)) }
+
+	for i := range 3 {
+		read(ents[i])
+	}
+	f.ahead.wg.Wait()
+	for i := 3; i < 3+aheadFiles; i++ {
+		if !cached(i) {
+			t.Errorf("after 3 opens in order, %s was not fetched ahead", ents[i].Key)
+		}
+	}
+	if cached(3 + aheadFiles) {
+		t.Errorf("%s fetched: more than aheadFiles ahead", ents[3+aheadFiles].Key)
+	}
+	if k := companionCached(); k != 0 {
+		t.Errorf("%d .meta.json companions fetched ahead of .jsonl opens", k)
+	}
+
+	// The reads of the next files find them: the store is not asked again.
+	before := f.stats.StoreReads.Load()
+	for i := 3; i < 3+8; i++ {
+		read(ents[i])
+	}
+	f.ahead.wg.Wait()
+	if got := f.stats.StoreReads.Load() - before; got != 8 {
+		// 8 opens further fetch 8 more heads ahead; the reads themselves fetch nothing.
+		t.Errorf("reading 8 files fetched ahead made %d store reads, want 8 (the next heads only)", got)
+	}
+	if hits := f.stats.CacheHitBytes.Load(); hits == 0 {
+		t.Error("no read was served from the disk cache")
+	}
+
+	// An open out of order ends the run: nothing further is fetched.
+	read(ents[0])
+	f.ahead.wg.Wait()
+	before = f.stats.StoreReads.Load()
+	read(ents[38])
+	f.ahead.wg.Wait()
+	if got := f.stats.StoreReads.Load() - before; got != 1 {
+		t.Errorf("an open after an out-of-order one made %d store reads, want 1 (its own)", got)
+	}
+}
