@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"bytes"
+	"fmt"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -47,5 +49,44 @@ func TestStaleCacheNeverServed(t *testing.T) {
 	m = m.Remount(t, withArgs("--cache-dir", st.Dirs().Cache))
 	if got, err := os.ReadFile(m.Path("team/t.jsonl")); err != nil || !bytes.Equal(got, changed) {
 		t.Fatalf("after a remount: %v, %s", err, sameBytes(got, changed))
+	}
+}
+
+// TestReadAheadAcrossFiles: a cold grep -l over the tapes of a directory
+// on S3 finds what grep finds on local disk, asks the store once per tape
+// and never for the companions it does not open, and most of its reads are
+// served from the disk cache, filled ahead of the opens.
+func TestReadAheadAcrossFiles(t *testing.T) {
+	st := backendNamed(t, "s3")
+	files := map[string][]byte{}
+	tapeBytes := 0
+	for i := 0; i < 40; i++ {
+		tp := newTape(int64(700+i), 6+i%5)
+		files[fmt.Sprintf("many/t%03d.jsonl", i)] = tp.Data
+		files[fmt.Sprintf("many/t%03d.meta.json", i)] = []byte(`{"tags":["x"]}`)
+		tapeBytes += len(tp.Data)
+	}
+	local := writeLocal(t, files)
+	m := mountFiles(t, st, files, withArgs("--cache-dir", st.Dirs().Cache))
+	grep := func(dir string) string {
+		return run(t, "sh", "-c", `cd "$1" && grep -l -- '"tools/call"' *.jsonl; true`, "sh", dir)
+	}
+	want := grep(filepath.Join(local, "many"))
+	if want == "" {
+		t.Fatal("no tape has a tools/call: the test would show nothing")
+	}
+	run(t, "sh", "-c", "echo 3 > /proc/sys/vm/drop_caches")
+	before := statusOf(t, m).Counters
+	if got := grep(m.Path("many")); got != want {
+		t.Errorf("grep -l through the mount:\n%s\nwant (local disk):\n%s", got, want)
+	}
+	after := statusOf(t, m).Counters
+	reads, cached := after.StoreReads-before.StoreReads, after.CacheBytes-before.CacheBytes
+	t.Logf("cold grep -l over 40 tapes: %d store reads, %d of %d bytes from the disk cache", reads, cached, tapeBytes)
+	if reads > 40 {
+		t.Errorf("%d store reads for 40 tapes: a tape fetched twice, or a companion fetched", reads)
+	}
+	if cached < int64(tapeBytes)/2 {
+		t.Errorf("only %d of %d tape bytes came from the disk cache: nothing was fetched ahead", cached, tapeBytes)
 	}
 }

@@ -52,6 +52,7 @@ type mountStatus struct {
 	} `json:"pending_uploads"`
 	Counters struct {
 		CacheBytes int64 `json:"bytes_read_from_cache"`
+		StoreReads int64 `json:"store_reads"`
 	} `json:"store_counters"`
 }
 
