@@ -104,13 +104,22 @@ func (o s3Opener) OpenBucketURL(ctx context.Context, u *url.URL) (*blob.Bucket, 
 		return b, nil
 	}
 	opts := c.Options()
-	bc, ok := opts.HTTPClient.(*awshttp.BuildableClient)
-	if !ok {
-		return b, nil
+	if _, ok := opts.HTTPClient.(*awshttp.BuildableClient); !ok {
+		return b, nil // a client of the caller's own: left as it is
 	}
-	opts.HTTPClient = bc.WithTransportOptions(func(t *http.Transport) {
-		t.DialContext = idleDial(t.DialContext, o.idle)
-	})
+	// After s3.New's own resolution of the client: a defaults mode
+	// (AWS_DEFAULTS_MODE, defaults_mode in ~/.aws/config) sets the
+	// transport's dialer there, which would drop a wrapper set before.
+	idle := func(so *s3.Options) {
+		if bc, ok := so.HTTPClient.(*awshttp.BuildableClient); ok {
+			so.HTTPClient = bc.WithTransportOptions(func(t *http.Transport) {
+				t.DialContext = idleDial(t.DialContext, o.idle)
+				// Retire pooled connections before their waiting read
+				// fails, so a request never picks one that is about to.
+				t.IdleConnTimeout = o.idle / 2
+			})
+		}
+	}
 	// The options gocloud's opener reads from the URL for the bucket rather
 	// than the client (it has checked them already).
 	so := &s3blob.Options{RequestChecksumCalculation: opts.RequestChecksumCalculation}
@@ -124,5 +133,5 @@ func (o s3Opener) OpenBucketURL(ctx context.Context, u *url.URL) (*blob.Bucket, 
 	}
 	so.KMSEncryptionID = q.Get("kmskeyid")
 	b.Close()
-	return s3blob.OpenBucket(ctx, s3.New(opts), u.Host, so)
+	return s3blob.OpenBucket(ctx, s3.New(opts, idle), u.Host, so)
 }

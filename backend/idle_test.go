@@ -106,20 +106,26 @@ func TestIdleConnSurvivesASlowUpload(t *testing.T) {
 
 // The S3 opener gives the client the idle bound: opening a bucket on a
 // silent endpoint fails with ErrIdle rather than waiting for the SDK.
+// A defaults mode, which sets the transport's dialer in s3.New, keeps it.
 func TestS3OpenerIdle(t *testing.T) {
-	t.Setenv("AWS_ACCESS_KEY_ID", "k")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "s")
-	addr := silentServer(t)
-	mux := NewMuxWith(MuxOptions{IdleTimeout: 200 * time.Millisecond})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	start := time.Now()
-	_, err := Open(ctx, mux, "s3://b?endpoint=http://"+addr+"&use_path_style=true&region=us-east-1")
-	if err == nil || !errors.Is(err, ErrIdle) && !bytes.Contains([]byte(err.Error()), []byte(ErrIdle.Error())) {
-		t.Fatalf("open on a silent endpoint: %v, want ErrIdle", err)
-	}
-	if took := time.Since(start); took > 15*time.Second {
-		t.Errorf("failed after %s", took)
+	for _, mode := range []string{"", "standard", "in-region"} {
+		t.Run("defaults_mode="+mode, func(t *testing.T) {
+			t.Setenv("AWS_ACCESS_KEY_ID", "k")
+			t.Setenv("AWS_SECRET_ACCESS_KEY", "s")
+			t.Setenv("AWS_DEFAULTS_MODE", mode)
+			addr := silentServer(t)
+			mux := NewMuxWith(MuxOptions{IdleTimeout: 200 * time.Millisecond})
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			start := time.Now()
+			_, err := Open(ctx, mux, "s3://b?endpoint=http://"+addr+"&use_path_style=true&region=us-east-1")
+			if err == nil || !errors.Is(err, ErrIdle) && !bytes.Contains([]byte(err.Error()), []byte(ErrIdle.Error())) {
+				t.Fatalf("open on a silent endpoint: %v, want ErrIdle", err)
+			}
+			if took := time.Since(start); took > 15*time.Second {
+				t.Errorf("failed after %s", took)
+			}
+		})
 	}
 }
 
