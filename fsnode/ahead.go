@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/tapefs/tapefs/cache"
 	"github.com/tapefs/tapefs/meta"
@@ -41,12 +42,23 @@ type dirAhead struct {
 	last     string       // the name opened last in it
 	run      int          // opens in ascending order so far, after the first
 	ents     []meta.Entry // dir's files by name, read when read-ahead began
-	inflight map[string]chan struct{}
+	inflight map[string]*aheadFetch
+}
+
+// aheadFetch is the fetch of one file's head, queued or running.
+type aheadFetch struct {
+	done    chan struct{}
+	running atomic.Bool // it holds a slot of sem: its wait is bounded by --timeout
+	err     error       // set before done is closed
 }
 
 func newDirAhead(f *FS) *dirAhead {
-	return &dirAhead{f: f, sem: make(chan struct{}, aheadParallel), inflight: map[string]chan struct{}{}}
+	return &dirAhead{f: f, sem: make(chan struct{}, aheadParallel), inflight: map[string]*aheadFetch{}}
 }
+
+// headBytes is how much of each file is fetched ahead: aheadBytes in whole
+// chunks, at least one, so that everything fetched goes into the cache.
+func headBytes(chunk int64) int64 { return max(1, aheadBytes/chunk) * chunk }
 
 func aheadID(key, ver string) string { return key + "\x00" + ver }
 
@@ -61,7 +73,6 @@ func (a *dirAhead) opened(e meta.Entry) {
 		dir, name = e.Key[:i], e.Key[i+1:]
 	}
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	if dir == a.dir && name > a.last {
 		a.run++
 	} else {
@@ -69,98 +80,131 @@ func (a *dirAhead) opened(e meta.Entry) {
 	}
 	a.last = name
 	if a.run < aheadAfter {
+		a.mu.Unlock()
 		return
 	}
 	if a.ents == nil {
-		ents, err := a.f.sc.ReadDir(context.Background(), dir)
-		if err != nil {
-			a.run = 0
+		// The listing is read without the lock, which every open and
+		// every read of a head takes.
+		a.mu.Unlock()
+		files, err := a.listFiles(dir)
+		a.mu.Lock()
+		if err != nil || a.dir != dir {
+			a.mu.Unlock()
 			return
-		}
-		files := make([]meta.Entry, 0, len(ents))
-		for _, x := range ents {
-			if !x.IsDir && x.Size > 0 && x.Key != "" {
-				files = append(files, x)
-			}
 		}
 		a.ents = files
 	}
+	var todo []meta.Entry
 	i := sort.Search(len(a.ents), func(i int) bool { return a.ents[i].Name > name })
 	ext := path.Ext(name)
 	for j, k := i, 0; j < len(a.ents) && k < aheadFiles; j++ {
 		// Only files like this one: grep *.jsonl opens no .meta.json
 		// between them; cat * opens both, and each open fetches its kind.
 		if path.Ext(a.ents[j].Name) == ext {
-			a.startLocked(a.ents[j])
+			todo = append(todo, a.ents[j])
 			k++
 		}
 	}
+	a.mu.Unlock()
+	for _, e := range todo {
+		a.start(e)
+	}
 }
 
-// startLocked fetches the head of e into the disk cache, unless it is there
-// or on its way.
-func (a *dirAhead) startLocked(e meta.Entry) {
+// listFiles is the files of dir (not directories, not empty), by name.
+func (a *dirAhead) listFiles(dir string) ([]meta.Entry, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), a.f.opts.Read.Timeout)
+	defer cancel()
+	ents, err := a.f.sc.ReadDir(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	files := make([]meta.Entry, 0, len(ents))
+	for _, x := range ents {
+		if !x.IsDir && x.Size > 0 && x.Key != "" {
+			files = append(files, x)
+		}
+	}
+	return files, nil
+}
+
+// start fetches the head of e into the disk cache, unless it is there or
+// on its way.
+func (a *dirAhead) start(e meta.Entry) {
 	ver := version(e)
 	id := aheadID(e.Key, ver)
 	c := a.f.opts.Read.Cache
-	if a.inflight[id] != nil || c.Has(cache.Name(e.Key, ver, 0)) || a.f.IsPending(e.Key) {
+	if c.Has(cache.Name(e.Key, ver, 0)) || a.f.IsPending(e.Key) {
 		return
 	}
-	done := make(chan struct{})
-	a.inflight[id] = done
+	a.mu.Lock()
+	if a.inflight[id] != nil {
+		a.mu.Unlock()
+		return
+	}
+	af := &aheadFetch{done: make(chan struct{})}
+	a.inflight[id] = af
+	a.mu.Unlock()
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
 		a.sem <- struct{}{}
-		a.fetch(e, ver)
+		af.running.Store(true)
+		af.err = a.fetch(e, ver)
 		<-a.sem
 		a.mu.Lock()
 		delete(a.inflight, id)
 		a.mu.Unlock()
-		close(done)
+		close(af.done)
 	}()
 }
 
 // fetch reads the first aheadBytes of e in one range read and keeps its
 // whole chunks in the disk cache, as an ObjectReader would have.
-func (a *dirAhead) fetch(e meta.Entry, ver string) {
+func (a *dirAhead) fetch(e meta.Entry, ver string) error {
 	ro := a.f.opts.Read
 	ctx, cancel := context.WithTimeout(context.Background(), ro.Timeout)
 	defer cancel()
-	length := min(e.Size, aheadBytes)
+	cs := ro.ChunkSize
+	length := min(e.Size, headBytes(cs))
 	a.f.stats.StoreReads.Add(1)
 	rd, err := a.f.bucket.NewRangeReader(ctx, e.Key, 0, length, nil)
 	if err != nil {
-		return // the reader's own read reports it
+		return err
 	}
 	defer rd.Close()
-	cs := ro.ChunkSize
 	for i := int64(0); i*cs < length; i++ {
 		buf := make([]byte, min(cs, length-i*cs))
 		n, err := io.ReadFull(rd, buf)
 		a.f.stats.StoreReadBytes.Add(int64(n))
+		if err == io.ErrUnexpectedEOF || err == io.EOF {
+			return nil // the object shrank since it was listed: its reader sees to it
+		}
 		if err != nil {
-			return
+			return err
 		}
-		if int64(n) == min(cs, e.Size-i*cs) { // a whole chunk, as a reader keeps
-			ro.Cache.Put(cache.Name(e.Key, ver, i), buf)
-		}
+		ro.Cache.Put(cache.Name(e.Key, ver, i), buf)
 	}
+	return nil
 }
 
-// wait returns once the head of key at ver is no longer being fetched
-// ahead, or ctx ends; it says whether there was such a fetch.
-func (a *dirAhead) wait(ctx context.Context, key, ver string) bool {
+// wait returns once the head of key at ver, if a fetch of it is running, is
+// fetched, with that fetch's error; it does not wait for a fetch still
+// queued (the reader then asks the store itself) nor past ctx. A read that
+// waited and failed gets the fetch's error, so a store that does not answer
+// costs it one --timeout, not a second one of its own.
+func (a *dirAhead) wait(ctx context.Context, key, ver string) error {
 	a.mu.Lock()
-	ch := a.inflight[aheadID(key, ver)]
+	af := a.inflight[aheadID(key, ver)]
 	a.mu.Unlock()
-	if ch == nil {
-		return false
+	if af == nil || !af.running.Load() {
+		return nil
 	}
 	select {
-	case <-ch:
-		return true
+	case <-af.done:
+		return af.err
 	case <-ctx.Done():
-		return false
+		return nil
 	}
 }

@@ -2,13 +2,17 @@ package fsnode
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/tapefs/tapefs/backend/layer"
 	"github.com/tapefs/tapefs/cache"
 	"github.com/tapefs/tapefs/meta"
+	"gocloud.dev/blob"
+	"gocloud.dev/blob/driver"
 	"gocloud.dev/blob/memblob"
 )
 
@@ -114,5 +118,74 @@ func TestDirAhead(t *testing.T) {
 	f.ahead.wg.Wait()
 	if got := f.stats.StoreReads.Load() - before; got != 1 {
 		t.Errorf("an open after an out-of-order one made %d store reads, want 1 (its own)", got)
+	}
+}
+
+// hungBucket answers range reads of keys at or after from only when their
+// context ends, as a store that accepts requests and says nothing.
+type hungBucket struct {
+	layer.Base
+	from string
+}
+
+func (b *hungBucket) NewRangeReader(ctx context.Context, key string, off, n int64, opts *driver.ReaderOptions) (driver.Reader, error) {
+	if key >= b.from {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return b.Base.NewRangeReader(ctx, key, off, n, opts)
+}
+
+// TestDirAheadHungStore: against a store that stops answering, a read of a
+// file whose head is being fetched ahead fails with that fetch, within one
+// --timeout, instead of waiting for it and then once more on its own.
+func TestDirAheadHungStore(t *testing.T) {
+	ctx := t.Context()
+	sc, err := meta.Open(filepath.Join(t.TempDir(), "index.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sc.Close() })
+	dc, err := cache.Open(t.TempDir(), 64<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem := memblob.OpenBucket(nil)
+	b := blob.NewBucket(&hungBucket{Base: layer.Base{Inner: mem}, from: "d/t003"})
+	var ents []meta.Entry
+	for i := range 20 {
+		key := fmt.Sprintf("d/t%03d.jsonl", i)
+		if err := mem.WriteAll(ctx, key, []byte("{}\n"), nil); err != nil {
+			t.Fatal(err)
+		}
+		o, err := sc.PutObject(ctx, meta.Object{Key: key, Size: 3, ModTime: time.Unix(1700000000, 0), ETag: fmt.Sprintf("e%d", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ents = append(ents, meta.Entry{Name: filepath.Base(key), ID: o.ID, Size: o.Size, ModTime: o.ModTime, ETag: o.ETag, Key: key})
+	}
+	const timeout = time.Second
+	f := New(Options{Bucket: b, Sidecar: sc, Read: ReadOptions{Cache: dc, Timeout: timeout}})
+	t.Cleanup(f.ahead.wg.Wait)
+	read := func(e meta.Entry) error {
+		r := NewObjectReader(b, e.Key, version(e), e.Size, f.opts.Read, &f.stats)
+		defer func() { r.Close(); r.wait() }()
+		f.ahead.opened(e)
+		_, err := r.ReadAt(ctx, make([]byte, e.Size), 0)
+		return err
+	}
+	for i := range 3 {
+		if err := read(ents[i]); err != nil {
+			t.Fatalf("%s: %v", ents[i].Key, err)
+		}
+	}
+	start := time.Now()
+	err = read(ents[3])
+	took := time.Since(start)
+	if err == nil {
+		t.Fatal("a read from the hung store succeeded")
+	}
+	if took > timeout*9/5 {
+		t.Errorf("a read from the hung store took %s: more than one --timeout (%s)", took, timeout)
 	}
 }

@@ -275,7 +275,13 @@ func (r *ObjectReader) fetchCached(cf *chunkFetch, i, start, length int64) {
 		cf.finish(b, nil)
 		return
 	}
-	if a := r.opts.ahead; a != nil && start < aheadBytes && a.wait(r.ctx, r.key, r.etag) {
+	if a := r.opts.ahead; a != nil && start < headBytes(r.opts.ChunkSize) {
+		// The fetch ahead may have put the chunk since the Get above, or be
+		// about to: look again after it, whatever wait says.
+		if err := a.wait(r.ctx, r.key, r.etag); err != nil {
+			cf.finish(nil, err)
+			return
+		}
 		if b, ok := c.Get(cache.Name(r.key, r.etag, i)); ok && int64(len(b)) == length {
 			r.stats.CacheHitBytes.Add(int64(len(b)))
 			cf.finish(b, nil)
