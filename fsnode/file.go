@@ -7,6 +7,7 @@ import (
 	"io"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -325,7 +326,7 @@ func (n *fileNode) release() {
 		sw.Discard()
 		return
 	}
-	err := sw.recentFailure(gen) // a close that just failed: queue the bytes
+	err := sw.recentFailure(gen, key) // a close that just failed: queue the bytes
 	if err == nil {
 		err = n.fsys.uploadStaged(sw, key, excl, gen)
 		if err != nil {
@@ -365,12 +366,13 @@ func (n *fileNode) flush() error {
 	} else if !ok {
 		return nil // unlinked while open
 	}
-	if err := sw.recentFailure(gen); err != nil {
+	if err := sw.recentFailure(gen, key); err != nil {
 		return err
 	}
+	start := time.Now()
 	if err := n.fsys.uploadStaged(sw, key, excl, gen); err != nil {
 		n.fsys.stats.UploadErrors.Add(1)
-		sw.failedUpload(gen, err)
+		sw.failedUpload(gen, key, start, err)
 		return err
 	}
 	n.uploaded()

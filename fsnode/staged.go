@@ -37,6 +37,7 @@ type StagedWrite struct {
 	gen       int64     // bumped by every change, to tell if an upload is current
 	lastErr   error     // the last failed upload of these bytes, at errGen
 	errGen    int64     // the gen lastErr's upload sent
+	errKey    string    // the key it sent them to
 	errAt     time.Time // when it failed
 
 	end        int64         // the staged size, once sized
@@ -317,26 +318,35 @@ func (s *Staging) Leftovers() ([]Recovered, error) {
 	return out, nil
 }
 
-// uploadRetryGap is how soon after a failed upload the same bytes are sent
-// again by a close or fsync. A program that calls fsync and then close (dd
-// conv=fsync, editors) would otherwise wait out a server that does not
+// uploadRetryGap is how soon after a slow failed upload the same bytes are
+// sent again by a close or fsync. A program that calls fsync and then close
+// (dd conv=fsync, editors) would otherwise wait out a server that does not
 // answer twice, and the release after it a third time; within the gap they
-// get the failure at once, and the retry queue sends the bytes later.
+// get the failure at once, and the retry queue sends the bytes later. A
+// failure that came fast (a refused connection, a 503) is not kept: trying
+// again costs little and may succeed.
 const uploadRetryGap = 5 * time.Second
 
-// failedUpload records that the upload of the bytes at gen failed with err.
-func (w *StagedWrite) failedUpload(gen int64, err error) {
+// slowFailure is how long a failed upload must have taken to be kept.
+const slowFailure = time.Second
+
+// failedUpload records that the upload of the bytes at gen to key, begun
+// at start, failed with err.
+func (w *StagedWrite) failedUpload(gen int64, key string, start time.Time, err error) {
+	if time.Since(start) < slowFailure {
+		return
+	}
 	w.mu.Lock()
-	w.lastErr, w.errGen, w.errAt = err, gen, time.Now()
+	w.lastErr, w.errGen, w.errKey, w.errAt = err, gen, key, time.Now()
 	w.mu.Unlock()
 }
 
-// recentFailure is the failure of an upload of exactly the bytes at gen
-// that ended less than uploadRetryGap ago, or nil.
-func (w *StagedWrite) recentFailure(gen int64) error {
+// recentFailure is the failure of an upload of exactly the bytes at gen to
+// key that ended less than uploadRetryGap ago, or nil.
+func (w *StagedWrite) recentFailure(gen int64, key string) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.lastErr != nil && w.errGen == gen && time.Since(w.errAt) < uploadRetryGap {
+	if w.lastErr != nil && w.errGen == gen && w.errKey == key && time.Since(w.errAt) < uploadRetryGap {
 		return w.lastErr
 	}
 	return nil

@@ -107,9 +107,10 @@ func TestJournalPartialUntilCommit(t *testing.T) {
 	w.file.Close()
 }
 
-// TestStagedRecentFailure: right after an upload of some bytes failed, a
-// close or fsync of the same bytes gets that failure at once; a write since,
-// or the end of uploadRetryGap, sends them again.
+// TestStagedRecentFailure: right after a slow upload of some bytes failed,
+// a close or fsync of the same bytes to the same key gets that failure at
+// once; a write since, another key, the end of uploadRetryGap, or a failure
+// that came fast sends them again.
 func TestStagedRecentFailure(t *testing.T) {
 	s, err := NewStaging(t.TempDir())
 	if err != nil {
@@ -122,24 +123,32 @@ func TestStagedRecentFailure(t *testing.T) {
 	defer w.file.Close()
 	w.WriteAt([]byte("one"), 0)
 	_, _, _, _, gen := w.snapshot()
-	if w.recentFailure(gen) != nil {
+	if w.recentFailure(gen, "a.jsonl") != nil {
 		t.Fatal("a failure before any upload")
 	}
 	boom := errors.New("store silent")
-	w.failedUpload(gen, boom)
-	if got := w.recentFailure(gen); got != boom {
-		t.Errorf("right after the failure: %v, want %v", got, boom)
+	slowStart := time.Now().Add(-2 * slowFailure)
+	w.failedUpload(gen, "a.jsonl", time.Now(), boom)
+	if got := w.recentFailure(gen, "a.jsonl"); got != nil {
+		t.Errorf("a fast failure was kept: %v", got)
+	}
+	w.failedUpload(gen, "a.jsonl", slowStart, boom)
+	if got := w.recentFailure(gen, "a.jsonl"); got != boom {
+		t.Errorf("right after a slow failure: %v, want %v", got, boom)
+	}
+	if got := w.recentFailure(gen, "b.jsonl"); got != nil {
+		t.Errorf("renamed since the failure: %v, want a new upload (nil)", got)
 	}
 	w.WriteAt([]byte("two"), 3)
 	_, _, _, _, gen2 := w.snapshot()
-	if got := w.recentFailure(gen2); got != nil {
+	if got := w.recentFailure(gen2, "a.jsonl"); got != nil {
 		t.Errorf("after a write: %v, want a new upload (nil)", got)
 	}
-	w.failedUpload(gen2, boom)
+	w.failedUpload(gen2, "a.jsonl", slowStart, boom)
 	w.mu.Lock()
 	w.errAt = time.Now().Add(-uploadRetryGap - time.Millisecond)
 	w.mu.Unlock()
-	if got := w.recentFailure(gen2); got != nil {
+	if got := w.recentFailure(gen2, "a.jsonl"); got != nil {
 		t.Errorf("after uploadRetryGap: %v, want a new upload (nil)", got)
 	}
 }
