@@ -16,12 +16,9 @@ import (
 	"gocloud.dev/blob/memblob"
 )
 
-// TestDirAhead: opening the files of a directory in name order fetches the
-// heads of the next ones into the disk cache, where their reads find them;
-// an open out of order fetches nothing more; and what is fetched is what
-// the store holds.
-func TestDirAhead(t *testing.T) {
-	ctx := t.Context()
+// aheadStores is a sidecar and a disk cache for a test of dirAhead.
+func aheadStores(t *testing.T) (*meta.Sidecar, *cache.Disk) {
+	t.Helper()
 	sc, err := meta.Open(filepath.Join(t.TempDir(), "index.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -31,6 +28,16 @@ func TestDirAhead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return sc, dc
+}
+
+// TestDirAhead: opening the files of a directory in name order fetches the
+// heads of the next ones into the disk cache, where their reads find them;
+// an open out of order fetches nothing more; and what is fetched is what
+// the store holds.
+func TestDirAhead(t *testing.T) {
+	ctx := t.Context()
+	sc, dc := aheadStores(t)
 	b := memblob.OpenBucket(nil)
 	const n = 40
 	data := map[string][]byte{}
@@ -141,15 +148,7 @@ func (b *hungBucket) NewRangeReader(ctx context.Context, key string, off, n int6
 // --timeout, instead of waiting for it and then once more on its own.
 func TestDirAheadHungStore(t *testing.T) {
 	ctx := t.Context()
-	sc, err := meta.Open(filepath.Join(t.TempDir(), "index.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sc.Close() })
-	dc, err := cache.Open(t.TempDir(), 64<<20)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sc, dc := aheadStores(t)
 	mem := memblob.OpenBucket(nil)
 	b := blob.NewBucket(&hungBucket{Base: layer.Base{Inner: mem}, from: "d/t003"})
 	var ents []meta.Entry
@@ -180,7 +179,7 @@ func TestDirAheadHungStore(t *testing.T) {
 		}
 	}
 	start := time.Now()
-	err = read(ents[3])
+	err := read(ents[3])
 	took := time.Since(start)
 	if err == nil {
 		t.Fatal("a read from the hung store succeeded")
