@@ -38,10 +38,11 @@ type dirAhead struct {
 	wg  sync.WaitGroup
 
 	mu       sync.Mutex
-	dir      string       // the directory of the current run
-	last     string       // the name opened last in it
-	run      int          // opens in ascending order so far, after the first
-	ents     []meta.Entry // dir's files by name, read when read-ahead began
+	dir      string         // the directory of the current run
+	last     string         // the name opened last in it
+	run      int            // opens in ascending order so far, after the first
+	ents     []meta.Entry   // dir's files by name, read when read-ahead began
+	done     map[string]int // by extension: ents[:done] were handed to start
 	inflight map[string]*aheadFetch
 }
 
@@ -53,7 +54,7 @@ type aheadFetch struct {
 }
 
 func newDirAhead(f *FS) *dirAhead {
-	return &dirAhead{f: f, sem: make(chan struct{}, aheadParallel), inflight: map[string]*aheadFetch{}}
+	return &dirAhead{f: f, sem: make(chan struct{}, aheadParallel), inflight: map[string]*aheadFetch{}, done: map[string]int{}}
 }
 
 // headBytes is how much of each file is fetched ahead: aheadBytes in whole
@@ -76,7 +77,7 @@ func (a *dirAhead) opened(e meta.Entry) {
 	if dir == a.dir && name > a.last {
 		a.run++
 	} else {
-		a.dir, a.run, a.ents = dir, 0, nil
+		a.dir, a.run, a.ents, a.done = dir, 0, nil, map[string]int{}
 	}
 	a.last = name
 	if a.run < aheadAfter {
@@ -98,14 +99,21 @@ func (a *dirAhead) opened(e meta.Entry) {
 	var todo []meta.Entry
 	i := sort.Search(len(a.ents), func(i int) bool { return a.ents[i].Name > name })
 	ext := path.Ext(name)
-	for j, k := i, 0; j < len(a.ents) && k < aheadFiles; j++ {
+	// Files before done[ext] were handed to start by an earlier open of the
+	// run: an open costs one start in the steady state, not aheadFiles
+	// (which a warm grep, served by the page cache, would pay for nothing).
+	j, k := i, 0
+	for ; j < len(a.ents) && k < aheadFiles; j++ {
 		// Only files like this one: grep *.jsonl opens no .meta.json
 		// between them; cat * opens both, and each open fetches its kind.
 		if path.Ext(a.ents[j].Name) == ext {
-			todo = append(todo, a.ents[j])
+			if j >= a.done[ext] {
+				todo = append(todo, a.ents[j])
+			}
 			k++
 		}
 	}
+	a.done[ext] = max(a.done[ext], j)
 	a.mu.Unlock()
 	for _, e := range todo {
 		a.start(e)
