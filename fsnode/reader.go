@@ -270,9 +270,15 @@ func (r *ObjectReader) fetchCached(cf *chunkFetch, i, start, length int64) {
 		cf.finish(r.fetch(start, length))
 		return
 	}
-	if b, ok := c.Get(cache.Name(r.key, r.etag, i)); ok && int64(len(b)) == length {
-		r.stats.CacheHitBytes.Add(int64(len(b)))
-		cf.finish(b, nil)
+	fromCache := func() bool {
+		b, ok := c.Get(cache.Name(r.key, r.etag, i))
+		if ok = ok && int64(len(b)) == length; ok {
+			r.stats.CacheHitBytes.Add(int64(len(b)))
+			cf.finish(b, nil)
+		}
+		return ok
+	}
+	if fromCache() {
 		return
 	}
 	if a := r.opts.ahead; a != nil && start < headBytes(r.opts.ChunkSize) {
@@ -282,9 +288,7 @@ func (r *ObjectReader) fetchCached(cf *chunkFetch, i, start, length int64) {
 			cf.finish(nil, err)
 			return
 		}
-		if b, ok := c.Get(cache.Name(r.key, r.etag, i)); ok && int64(len(b)) == length {
-			r.stats.CacheHitBytes.Add(int64(len(b)))
-			cf.finish(b, nil)
+		if fromCache() {
 			return
 		}
 	}
