@@ -44,6 +44,20 @@ func absent(t *testing.T, path string) bool {
 	return r.Code != 0 && strings.Contains(r.Stderr, "No such file")
 }
 
+// failsWithEIO runs a command that what names, which must fail with EIO,
+// and returns how long it took.
+func failsWithEIO(t *testing.T, what string, name string, args ...string) time.Duration {
+	t.Helper()
+	start := time.Now()
+	r := try(t, name, args...)
+	took := time.Since(start)
+	t.Logf("%s: exit %d after %s: %s", what, r.Code, took.Round(time.Millisecond), strings.TrimSpace(r.Stderr))
+	if r.Code == 0 || !strings.Contains(r.Stderr, "Input/output error") {
+		t.Errorf("%s should fail with EIO:\n%s", what, r)
+	}
+	return took
+}
+
 // mountStatus is the part of `tapefs status --json` these tests look at.
 type mountStatus struct {
 	Mountpoint string `json:"mountpoint"`
@@ -232,13 +246,7 @@ func TestRemoteServerDownRead(t *testing.T) {
 	}
 	st.srv.Stop(t)
 
-	start := time.Now()
-	r := try(t, "cat", m.Path("dir/unread.jsonl"))
-	took := time.Since(start)
-	t.Logf("read of an uncached tape with the server stopped: exit %d after %s: %s", r.Code, took.Round(time.Millisecond), strings.TrimSpace(r.Stderr))
-	if r.Code == 0 || !strings.Contains(r.Stderr, "Input/output error") {
-		t.Errorf("read of an uncached tape with the server stopped should fail with EIO:\n%s", r)
-	}
+	took := failsWithEIO(t, "read of an uncached tape with the server stopped", "cat", m.Path("dir/unread.jsonl"))
 	if took > 30*time.Second {
 		t.Errorf("read of an uncached tape with the server stopped took %s (--timeout 3s)", took)
 	}
@@ -283,12 +291,7 @@ func TestRemoteServerDownWrite(t *testing.T) {
 	src := writeLocal(t, map[string][]byte{"first.jsonl": first.Data, "second.jsonl": second.Data})
 
 	st.srv.Stop(t)
-	start := time.Now()
-	r := try(t, "cp", filepath.Join(src, "first.jsonl"), m.Path("first.jsonl"))
-	t.Logf("cp with the server stopped: exit %d after %s: %s", r.Code, time.Since(start).Round(time.Millisecond), strings.TrimSpace(r.Stderr))
-	if r.Code == 0 || !strings.Contains(r.Stderr, "Input/output error") {
-		t.Errorf("cp into the mount with the server stopped should fail with EIO at close:\n%s", r)
-	}
+	failsWithEIO(t, "cp into the mount with the server stopped (at close)", "cp", filepath.Join(src, "first.jsonl"), m.Path("first.jsonl"))
 	if r := tapefs(t, st, "status"); !strings.Contains(r.Stdout, "pending:  1 uploads") || !strings.Contains(r.Stdout, "first.jsonl") {
 		t.Errorf("right after the failed close, tapefs status does not list first.jsonl as pending:\n%s", r)
 	}
@@ -303,7 +306,7 @@ func TestRemoteServerDownWrite(t *testing.T) {
 	}
 
 	st.srv.Start(t)
-	start = time.Now()
+	start := time.Now()
 	if !waitFor(30*time.Second, func() bool { got, ok := storeRead(t, bucket, "first.jsonl"); return ok && bytes.Equal(got, first.Data) }) {
 		t.Fatalf("first.jsonl did not reach the store within 30 s of the server's return")
 	}
@@ -362,24 +365,12 @@ func TestRemoteServerHung(t *testing.T) {
 	src := writeLocal(t, map[string][]byte{"copied.jsonl": copied.Data})
 
 	st.srv.Pause(t)
-	start := time.Now()
-	r := try(t, "cat", m.Path("dir/unread.jsonl"))
-	took := time.Since(start)
-	t.Logf("read of an uncached tape, server paused: exit %d after %s: %s", r.Code, took.Round(time.Millisecond), strings.TrimSpace(r.Stderr))
-	if r.Code == 0 || !strings.Contains(r.Stderr, "Input/output error") {
-		t.Errorf("read of an uncached tape from a paused server should fail with EIO:\n%s", r)
-	}
+	took := failsWithEIO(t, "read of an uncached tape from a paused server", "cat", m.Path("dir/unread.jsonl"))
 	if took > timeout*9/5 {
 		t.Errorf("read of an uncached tape from a paused server took %s: more than one --timeout (%s)", took, timeout)
 	}
 
-	start = time.Now()
-	r = try(t, "cp", filepath.Join(src, "copied.jsonl"), m.Path("dir/copied.jsonl"))
-	took = time.Since(start)
-	t.Logf("cp into the mount, server paused: exit %d after %s: %s", r.Code, took.Round(time.Millisecond), strings.TrimSpace(r.Stderr))
-	if r.Code == 0 || !strings.Contains(r.Stderr, "Input/output error") {
-		t.Errorf("cp into the mount with the server paused should fail with EIO at close:\n%s", r)
-	}
+	took = failsWithEIO(t, "cp into the mount with the server paused (at close)", "cp", filepath.Join(src, "copied.jsonl"), m.Path("dir/copied.jsonl"))
 	// Three tries of --timeout each, and the SDK's backoff between them.
 	if took > 12*timeout {
 		t.Errorf("cp into the mount with the server paused took %s (--timeout %s): a silent server must not hold a close", took, timeout)
