@@ -77,7 +77,8 @@ func (a *dirAhead) opened(e meta.Entry) {
 	if dir == a.dir && name > a.last {
 		a.run++
 	} else {
-		a.dir, a.run, a.ents, a.done = dir, 0, nil, map[string]int{}
+		a.dir, a.run, a.ents = dir, 0, nil
+		clear(a.done)
 	}
 	a.last = name
 	if a.run < aheadAfter {
