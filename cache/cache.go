@@ -27,6 +27,10 @@ type Disk struct {
 	lru   *list.List // front = most recently used; values are *entry
 	index map[string]*list.Element
 	size  int64
+	// writing is the bytes of Puts whose files are being written: they are
+	// counted against max before the write, so that Puts at once cannot
+	// each add a chunk to a full cache before any of them evicts.
+	writing int64
 
 	hits, misses, evictions atomic.Int64
 }
@@ -127,6 +131,37 @@ func (d *Disk) Put(name string, data []byte) error {
 	if int64(len(data)) > d.max {
 		return nil
 	}
+	n := int64(len(data))
+	d.mu.Lock()
+	d.writing += n
+	d.evictLocked()
+	if d.size+d.writing > d.max { // other Puts hold the room: skip this one
+		d.writing -= n
+		d.mu.Unlock()
+		return nil
+	}
+	d.mu.Unlock()
+	err := d.write(name, data)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.writing -= n
+	if err != nil {
+		return err
+	}
+	if el, ok := d.index[name]; ok {
+		d.size -= el.Value.(*entry).size
+		el.Value.(*entry).size = int64(len(data))
+		d.lru.MoveToFront(el)
+	} else {
+		d.index[name] = d.lru.PushFront(&entry{name: name, size: int64(len(data))})
+	}
+	d.size += int64(len(data))
+	d.evictLocked()
+	return nil
+}
+
+// write puts the chunk's file in place through a temporary name.
+func (d *Disk) write(name string, data []byte) error {
 	p := d.path(name)
 	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 		return err
@@ -140,17 +175,6 @@ func (d *Disk) Put(name string, data []byte) error {
 		os.Remove(tmp)
 		return err
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if el, ok := d.index[name]; ok {
-		d.size -= el.Value.(*entry).size
-		el.Value.(*entry).size = int64(len(data))
-		d.lru.MoveToFront(el)
-	} else {
-		d.index[name] = d.lru.PushFront(&entry{name: name, size: int64(len(data))})
-	}
-	d.size += int64(len(data))
-	d.evictLocked()
 	return nil
 }
 
@@ -166,7 +190,7 @@ func (d *Disk) remove(name string) {
 }
 
 func (d *Disk) evictLocked() {
-	for d.size > d.max {
+	for d.size+d.writing > d.max {
 		el := d.lru.Back()
 		if el == nil {
 			return

@@ -2,8 +2,10 @@ package cache
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 )
 
@@ -83,4 +85,55 @@ func TestReopenKeepsEntriesWithinBound(t *testing.T) {
 	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
 		t.Errorf("cache dir mode = %v, want 0700", fi.Mode().Perm())
 	}
+}
+
+// TestBoundWithConcurrentPuts: Puts at once into a full cache do not each
+// add their chunk before one of them evicts; the directory stays within the
+// bound (plus one chunk of slack for a sample taken during a rename).
+func TestBoundWithConcurrentPuts(t *testing.T) {
+	dir := t.TempDir()
+	const max, chunk = 3000, 1000
+	d, err := Open(dir, max)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	worst := make(chan int64)
+	go func() {
+		w := int64(0)
+		for {
+			select {
+			case <-stop:
+				worst <- w
+				return
+			default:
+			}
+			w = max64(w, dirSize(t, dir))
+		}
+	}()
+	var wg sync.WaitGroup
+	for g := 0; g < 32; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; i < 20; i++ {
+				d.Put(Name(fmt.Sprint("k", g), "e", int64(i)), bytes.Repeat([]byte{byte(g)}, chunk))
+			}
+		}(g)
+	}
+	wg.Wait()
+	close(stop)
+	if w := <-worst; w > max+chunk {
+		t.Errorf("the cache directory held %d bytes with 32 Puts at once; bound %d", w, max)
+	}
+	if st := d.Stats(); st.Bytes > max || dirSize(t, dir) > max {
+		t.Errorf("after the Puts: stats %+v, directory %d bytes; bound %d", st, dirSize(t, dir), max)
+	}
+}
+
+func max64(a, b int64) int64 {
+	if a > b {
+		return a
+	}
+	return b
 }
