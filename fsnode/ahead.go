@@ -48,10 +48,20 @@ type dirAhead struct {
 
 // aheadFetch is the fetch of one file's head, queued or running.
 type aheadFetch struct {
-	done    chan struct{}
-	running atomic.Bool // it holds a slot of sem: its wait is bounded by --timeout
-	err     error       // set before done is closed
+	done  chan struct{}
+	state atomic.Int32 // fetchQueued, then fetchRunning or fetchTaken
+	err   error        // set before done is closed
 }
+
+// The states of an aheadFetch. A queued fetch is either started, when it
+// gets a slot of sem (its wait is then bounded by --timeout), or taken by a
+// reader that came first and asks the store itself; a taken fetch never
+// asks, so no head is read twice.
+const (
+	fetchQueued int32 = iota
+	fetchRunning
+	fetchTaken
+)
 
 func newDirAhead(f *FS) *dirAhead {
 	return &dirAhead{f: f, sem: make(chan struct{}, aheadParallel), inflight: map[string]*aheadFetch{}, done: map[string]int{}}
@@ -159,8 +169,9 @@ func (a *dirAhead) start(e meta.Entry) {
 	go func() {
 		defer a.wg.Done()
 		a.sem <- struct{}{}
-		af.running.Store(true)
-		af.err = a.fetch(e, ver)
+		if af.state.CompareAndSwap(fetchQueued, fetchRunning) {
+			af.err = a.fetch(e, ver)
+		}
 		<-a.sem
 		a.mu.Lock()
 		delete(a.inflight, id)
@@ -199,15 +210,16 @@ func (a *dirAhead) fetch(e meta.Entry, ver string) error {
 }
 
 // wait returns once the head of key at ver, if a fetch of it is running, is
-// fetched, with that fetch's error; it does not wait for a fetch still
-// queued (the reader then asks the store itself) nor past ctx. A read that
+// fetched, with that fetch's error; it does not wait past ctx, nor for a
+// fetch still queued, which it takes instead: the reader then asks the
+// store itself and the fetch, once it gets its slot, does not. A read that
 // waited and failed gets the fetch's error, so a store that does not answer
 // costs it one --timeout, not a second one of its own.
 func (a *dirAhead) wait(ctx context.Context, key, ver string) error {
 	a.mu.Lock()
 	af := a.inflight[aheadID(key, ver)]
 	a.mu.Unlock()
-	if af == nil || !af.running.Load() {
+	if af == nil || af.state.CompareAndSwap(fetchQueued, fetchTaken) || af.state.Load() != fetchRunning {
 		return nil
 	}
 	select {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -128,6 +129,24 @@ func TestDirAhead(t *testing.T) {
 	}
 }
 
+// smallTapes puts n tapes d/t000.jsonl... of 3 bytes into b and sc.
+func smallTapes(t *testing.T, sc *meta.Sidecar, b *blob.Bucket, n int) []meta.Entry {
+	t.Helper()
+	var ents []meta.Entry
+	for i := range n {
+		key := fmt.Sprintf("d/t%03d.jsonl", i)
+		if err := b.WriteAll(t.Context(), key, []byte("{}\n"), nil); err != nil {
+			t.Fatal(err)
+		}
+		o, err := sc.PutObject(t.Context(), meta.Object{Key: key, Size: 3, ModTime: time.Unix(1700000000, 0), ETag: fmt.Sprintf("e%d", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ents = append(ents, meta.Entry{Name: filepath.Base(key), ID: o.ID, Size: o.Size, ModTime: o.ModTime, ETag: o.ETag, Key: key})
+	}
+	return ents
+}
+
 // hungBucket answers range reads of keys at or after from only when their
 // context ends, as a store that accepts requests and says nothing.
 type hungBucket struct {
@@ -151,18 +170,7 @@ func TestDirAheadHungStore(t *testing.T) {
 	sc, dc := aheadStores(t)
 	mem := memblob.OpenBucket(nil)
 	b := blob.NewBucket(&hungBucket{Base: layer.Base{Inner: mem}, from: "d/t003"})
-	var ents []meta.Entry
-	for i := range 20 {
-		key := fmt.Sprintf("d/t%03d.jsonl", i)
-		if err := mem.WriteAll(ctx, key, []byte("{}\n"), nil); err != nil {
-			t.Fatal(err)
-		}
-		o, err := sc.PutObject(ctx, meta.Object{Key: key, Size: 3, ModTime: time.Unix(1700000000, 0), ETag: fmt.Sprintf("e%d", i)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ents = append(ents, meta.Entry{Name: filepath.Base(key), ID: o.ID, Size: o.Size, ModTime: o.ModTime, ETag: o.ETag, Key: key})
-	}
+	ents := smallTapes(t, sc, mem, 20)
 	const timeout = time.Second
 	f := New(Options{Bucket: b, Sidecar: sc, Read: ReadOptions{Cache: dc, Timeout: timeout}})
 	t.Cleanup(f.ahead.wg.Wait)
@@ -186,5 +194,71 @@ func TestDirAheadHungStore(t *testing.T) {
 	}
 	if took > timeout*9/5 {
 		t.Errorf("a read from the hung store took %s: more than one --timeout (%s)", took, timeout)
+	}
+}
+
+// gatedBucket holds range reads of the keys in held until open is closed,
+// and counts the range reads of every key.
+type gatedBucket struct {
+	layer.Base
+	held map[string]bool
+	open chan struct{}
+
+	mu    sync.Mutex
+	reads map[string]int
+}
+
+func (b *gatedBucket) NewRangeReader(ctx context.Context, key string, off, n int64, opts *driver.ReaderOptions) (driver.Reader, error) {
+	b.mu.Lock()
+	b.reads[key]++
+	b.mu.Unlock()
+	if b.held[key] {
+		select {
+		case <-b.open:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return b.Base.NewRangeReader(ctx, key, off, n, opts)
+}
+
+// TestDirAheadReaderTakesQueuedFetch: a reader that reaches a file whose
+// head fetch is still queued (every slot busy) reads it itself, and the
+// fetch, once it gets a slot, does not read it a second time.
+func TestDirAheadReaderTakesQueuedFetch(t *testing.T) {
+	ctx := t.Context()
+	sc, dc := aheadStores(t)
+	mem := memblob.OpenBucket(nil)
+	gb := &gatedBucket{Base: layer.Base{Inner: mem}, held: map[string]bool{}, open: make(chan struct{}), reads: map[string]int{}}
+	b := blob.NewBucket(gb)
+	ents := smallTapes(t, sc, mem, 30)
+	for _, e := range ents[3 : 3+aheadParallel] {
+		gb.held[e.Key] = true // their fetches hold every slot
+	}
+	f := New(Options{Bucket: b, Sidecar: sc, Read: ReadOptions{Cache: dc, Timeout: 10 * time.Second}})
+	t.Cleanup(f.ahead.wg.Wait)
+	read := func(e meta.Entry) {
+		t.Helper()
+		r := NewObjectReader(b, e.Key, version(e), e.Size, f.opts.Read, &f.stats)
+		defer func() { r.Close(); r.wait() }()
+		f.ahead.opened(e)
+		if _, err := r.ReadAt(ctx, make([]byte, e.Size), 0); err != nil {
+			t.Fatalf("%s: %v", e.Key, err)
+		}
+	}
+	for i := range 3 {
+		read(ents[i])
+	}
+	queued := ents[3+aheadParallel] // its fetch waits for a slot
+	read(queued)
+	close(gb.open)
+	f.ahead.wg.Wait()
+	gb.mu.Lock()
+	defer gb.mu.Unlock()
+	if n := gb.reads[queued.Key]; n != 1 {
+		t.Errorf("%s was read from the store %d times, want 1: the queued fetch read it again", queued.Key, n)
+	}
+	if n := gb.reads[ents[3+aheadParallel+1].Key]; n != 1 {
+		t.Errorf("%s, fetched ahead, was read %d times, want 1", ents[3+aheadParallel+1].Key, n)
 	}
 }
