@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tapefs/tapefs/backend/compress"
@@ -225,4 +227,22 @@ func ListedETag(lo *blob.ListObject) string {
 		return *o.ETag
 	}
 	return ""
+}
+
+// IfMatch is the options of a range read of the version with the given
+// ETag only. An S3 store refuses it (412, gcerrors.FailedPrecondition) once
+// the object was replaced, so a reader that began on one version never gets
+// bytes of the next; the layers pass it through, and stores other than S3
+// ignore it. nil when etag is "".
+func IfMatch(etag string) *blob.ReaderOptions {
+	if etag == "" {
+		return nil
+	}
+	return &blob.ReaderOptions{BeforeRead: func(as func(any) bool) error {
+		var in *s3.GetObjectInput
+		if as(&in) {
+			in.IfMatch = aws.String(etag)
+		}
+		return nil
+	}}
 }

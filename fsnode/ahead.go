@@ -189,9 +189,9 @@ func (a *dirAhead) fetch(e meta.Entry, ver string) error {
 	cs := ro.ChunkSize
 	length := min(e.Size, headBytes(cs))
 	a.f.stats.StoreReads.Add(1)
-	rd, err := a.f.bucket.NewRangeReader(ctx, e.Key, 0, length, nil)
+	rd, err := a.f.bucket.NewRangeReader(ctx, e.Key, 0, length, ro.rangeOptions(e.ETag))
 	if err != nil {
-		return err
+		return ro.readErr(e.Key, e.ETag, err)
 	}
 	defer rd.Close()
 	for i := int64(0); i*cs < length; i++ {

@@ -58,6 +58,9 @@ func toErrno(log *slog.Logger, op, path string, err error) syscall.Errno {
 		return syscall.ENOSPC
 	case errors.Is(err, context.Canceled):
 		return syscall.EINTR
+	case errors.Is(err, ErrChanged):
+		log.Warn("file replaced in the store while it was open; open it again to read the new version", "op", op, "path", path, "err", err)
+		return syscall.EIO
 	}
 	switch gcerrors.Code(err) {
 	case gcerrors.NotFound:

@@ -37,6 +37,10 @@ type Options struct {
 	ReadOnly      bool
 	Read          ReadOptions
 	UploadTimeout time.Duration // bound on one upload (default 10 min)
+	// StoreChanged is told of a key a read found replaced in the store
+	// (ErrChanged), so that the sidecar catches up before the next
+	// refresh; nil: it waits for that refresh.
+	StoreChanged func(key string)
 }
 
 // dirInoBase keeps directory inode numbers apart from object row ids.
@@ -147,6 +151,7 @@ func New(opts Options) *FS {
 	f.views = f.newViewsRoot()
 	f.ahead = newDirAhead(f)
 	f.opts.Read.ahead = f.ahead
+	f.opts.Read.changed = opts.StoreChanged
 	return f
 }
 

@@ -2,12 +2,16 @@ package fsnode
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"sync"
 	"time"
 
+	"github.com/tapefs/tapefs/backend"
 	"github.com/tapefs/tapefs/cache"
 	"gocloud.dev/blob"
+	"gocloud.dev/gcerrors"
 )
 
 // ReadOptions tune how an open file reads from the store.
@@ -16,8 +20,40 @@ type ReadOptions struct {
 	MaxAhead  int           // most chunks fetched ahead of a sequential reader (default 8)
 	Timeout   time.Duration // bound on one range read (default 30 s)
 	Cache     *cache.Disk   // chunks kept on disk across opens; nil: none
+	// IfMatch makes every range read ask for the ETag the open began with
+	// (backend.IfMatch), so an object replaced in the store while it is
+	// read fails with ErrChanged instead of mixing old and new bytes. Only
+	// for a store whose reads have the ETags the sidecar holds (not tiers,
+	// whose profiles each have their own).
+	IfMatch bool
 
-	ahead *dirAhead // fetches the heads of files ahead of their opens; nil: none
+	ahead   *dirAhead        // fetches the heads of files ahead of their opens; nil: none
+	changed func(key string) // told of an object found replaced; nil: none
+}
+
+// ErrChanged is a read of an object that was replaced in the store since
+// its open began: the reads of that open fail rather than mix versions, and
+// the next open reads the new one.
+var ErrChanged = errors.New("changed in the store since it was opened")
+
+// rangeOptions are the options of a range read of etag's version.
+func (o *ReadOptions) rangeOptions(etag string) *blob.ReaderOptions {
+	if !o.IfMatch {
+		return nil
+	}
+	return backend.IfMatch(etag)
+}
+
+// readErr is err, a range read's, or ErrChanged when the store refused the
+// read because the object is no longer etag's version.
+func (o *ReadOptions) readErr(key, etag string, err error) error {
+	if err == nil || !o.IfMatch || etag == "" || gcerrors.Code(err) != gcerrors.FailedPrecondition {
+		return err
+	}
+	if o.changed != nil {
+		o.changed(key)
+	}
+	return fmt.Errorf("%s (ETag %s): %w", key, etag, ErrChanged)
 }
 
 func (o *ReadOptions) fill() {
@@ -74,6 +110,7 @@ type ObjectReader struct {
 	bucket *blob.Bucket
 	key    string
 	etag   string // identifies the version in the disk cache
+	match  string // the store's ETag of that version, for IfMatch ("": none)
 	size   int64
 	opts   ReadOptions
 	stats  *Stats
@@ -223,10 +260,11 @@ func (r *ObjectReader) fetchSpan(first int64, cfs []*chunkFetch) {
 	ctx, cancel := context.WithTimeout(r.ctx, r.opts.Timeout)
 	defer cancel()
 	r.stats.StoreReads.Add(1)
-	rd, err := r.bucket.NewRangeReader(ctx, r.key, start, end-start, nil)
+	rd, err := r.bucket.NewRangeReader(ctx, r.key, start, end-start, r.opts.rangeOptions(r.match))
 	if err == nil {
 		defer rd.Close()
 	}
+	err = r.opts.readErr(r.key, r.match, err)
 	short := false // the object shrank since it was listed
 	for k, cf := range cfs {
 		cstart := start + int64(k)*cs
@@ -303,9 +341,9 @@ func (r *ObjectReader) fetch(start, length int64) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(r.ctx, r.opts.Timeout)
 	defer cancel()
 	r.stats.StoreReads.Add(1)
-	rd, err := r.bucket.NewRangeReader(ctx, r.key, start, length, nil)
+	rd, err := r.bucket.NewRangeReader(ctx, r.key, start, length, r.opts.rangeOptions(r.match))
 	if err != nil {
-		return nil, err
+		return nil, r.opts.readErr(r.key, r.match, err)
 	}
 	defer rd.Close()
 	buf := make([]byte, length)

@@ -3,14 +3,22 @@ package fsnode
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/tapefs/tapefs/backend/layer"
 	"github.com/tapefs/tapefs/cache"
+	"gocloud.dev/blob"
+	"gocloud.dev/blob/driver"
 	"gocloud.dev/blob/memblob"
+	"gocloud.dev/gcerrors"
 )
 
 func randomBytes(n int) []byte {
@@ -174,5 +182,89 @@ func TestObjectReaderFailedReadAnswersAgain(t *testing.T) {
 	}
 	if got := st.StoreReads.Load(); got != 2 {
 		t.Errorf("%d store reads, want 2: the read after failMemo did not go to the store", got)
+	}
+}
+
+// errPrecondition is what ifMatchBucket answers a read of a replaced object.
+var errPrecondition = errors.New("412 precondition failed")
+
+// ifMatchBucket is a store that, as S3 does, refuses a range read whose
+// GetObjectInput asks for an ETag other than the object's current one.
+type ifMatchBucket struct {
+	layer.Base
+}
+
+func (b *ifMatchBucket) ErrorCode(err error) gcerrors.ErrorCode {
+	if errors.Is(err, errPrecondition) {
+		return gcerrors.FailedPrecondition
+	}
+	return b.Base.ErrorCode(err)
+}
+
+func (b *ifMatchBucket) NewRangeReader(ctx context.Context, key string, off, n int64, opts *driver.ReaderOptions) (driver.Reader, error) {
+	in := &s3.GetObjectInput{}
+	if opts.BeforeRead != nil {
+		if err := opts.BeforeRead(func(i any) bool {
+			p, ok := i.(**s3.GetObjectInput)
+			if ok {
+				*p = in
+			}
+			return ok
+		}); err != nil {
+			return nil, err
+		}
+	}
+	if in.IfMatch != nil {
+		a, err := b.Inner.Attributes(ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		if *in.IfMatch != a.ETag {
+			return nil, errPrecondition
+		}
+	}
+	return b.Base.NewRangeReader(ctx, key, off, n, opts)
+}
+
+// TestObjectReaderReplacedObject: with IfMatch, a reader whose object was
+// replaced in the store fails with ErrChanged (EIO), never reading the new
+// bytes, and says which key changed; without it, it reads the new bytes.
+func TestObjectReaderReplacedObject(t *testing.T) {
+	ctx := t.Context()
+	mem := memblob.OpenBucket(nil)
+	b := blob.NewBucket(&ifMatchBucket{Base: layer.Base{Inner: mem}})
+	old, repl := bytes.Repeat([]byte("a"), 4096), bytes.Repeat([]byte("b"), 4096)
+	for _, ifMatch := range []bool{true, false} {
+		if err := mem.WriteAll(ctx, "t.jsonl", old, nil); err != nil {
+			t.Fatal(err)
+		}
+		a, err := b.Attributes(ctx, "t.jsonl")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var told []string
+		opts := ReadOptions{ChunkSize: 1024, IfMatch: ifMatch, changed: func(key string) { told = append(told, key) }}
+		r := NewObjectReader(b, "t.jsonl", a.ETag, int64(len(old)), opts, &Stats{})
+		r.match = a.ETag
+		p := make([]byte, 1024)
+		if _, err := r.ReadAt(ctx, p, 0); err != nil || !bytes.Equal(p, old[:1024]) {
+			t.Fatalf("IfMatch %v: first read: %v", ifMatch, err)
+		}
+		if err := mem.WriteAll(ctx, "t.jsonl", repl, nil); err != nil {
+			t.Fatal(err)
+		}
+		_, err = r.ReadAt(ctx, p, 3072)
+		switch {
+		case ifMatch && !errors.Is(err, ErrChanged):
+			t.Errorf("a read after the object was replaced: %v, want ErrChanged", err)
+		case ifMatch && toErrno(slog.New(slog.DiscardHandler), "read", "t.jsonl", err) != syscall.EIO:
+			t.Errorf("ErrChanged is errno %v, want EIO", toErrno(slog.New(slog.DiscardHandler), "read", "t.jsonl", err))
+		case ifMatch && (len(told) == 0 || told[0] != "t.jsonl"):
+			t.Errorf("told of %q, want t.jsonl", told)
+		case !ifMatch && (err != nil || !bytes.Equal(p, repl[3072:])):
+			t.Errorf("without IfMatch: %v, want the new bytes", err)
+		}
+		r.Close()
+		r.wait()
 	}
 }

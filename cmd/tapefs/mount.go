@@ -327,10 +327,24 @@ func (c *MountCmd) serve(log *slog.Logger, rp *readyPipe) error {
 	var listed, total atomic.Int64
 	ix := indexer.New(bucket, sc, indexer.Options{Workers: c.IndexWorkers, Logger: log,
 		Progress: func(d, t int) { listed.Store(int64(d)); total.Store(int64(t)) }})
+	// A read that finds its object replaced in the store asks for a
+	// refresh, at most one a second: the daemon's loop runs it.
+	kick := make(chan struct{}, 1)
+	var lastKick atomic.Int64
+	storeChanged := func(key string) {
+		if now := time.Now().UnixNano(); now-lastKick.Load() >= int64(time.Second) {
+			lastKick.Store(now)
+			select {
+			case kick <- struct{}{}:
+			default:
+			}
+		}
+	}
 	tree := fsnode.New(fsnode.Options{
 		Bucket: bucket, Sidecar: sc, Indexer: ix, Staging: staging, Logger: log,
-		ReadOnly: c.ReadOnly,
-		Read:     fsnode.ReadOptions{ChunkSize: c.ChunkSize, MaxAhead: c.ReadAhead, Timeout: c.Timeout, Cache: chunks},
+		ReadOnly: c.ReadOnly, StoreChanged: storeChanged,
+		// The profiles of a tier each have their own ETags.
+		Read: fsnode.ReadOptions{ChunkSize: c.ChunkSize, MaxAhead: c.ReadAhead, Timeout: c.Timeout, Cache: chunks, IfMatch: tr == nil},
 	})
 	ix.SetPending(tree.IsPending)
 	if !c.ReadOnly {
@@ -358,7 +372,7 @@ func (c *MountCmd) serve(log *slog.Logger, rp *readyPipe) error {
 		server.Unmount()
 		return fmt.Errorf("mount on %s does not answer: %w", c.Mountpoint, err)
 	}
-	d := &daemon{cmd: c, log: log, store: st, tree: tree, ix: ix, sc: sc, bucket: bucket, tier: tr, server: server, done: make(chan struct{})}
+	d := &daemon{cmd: c, log: log, store: st, tree: tree, ix: ix, sc: sc, bucket: bucket, tier: tr, server: server, kick: kick, done: make(chan struct{})}
 	if err := d.listen(); err != nil {
 		server.Unmount()
 		return err
@@ -412,6 +426,7 @@ type daemon struct {
 	tier   *tier.Tier // the tier of several stores, or nil
 	server *fuse.Server
 	ln     net.Listener
+	kick   <-chan struct{} // a read found an object replaced: refresh now
 
 	refreshMu   sync.Mutex
 	lastRefresh time.Time
@@ -482,6 +497,8 @@ func (d *daemon) run() error {
 			d.ln.Close()
 			return nil
 		case <-tick:
+			d.refresh()
+		case <-d.kick:
 			d.refresh()
 		case <-retry.C:
 			if err := d.tree.RetryFailed(); err != nil {

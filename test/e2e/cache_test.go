@@ -2,9 +2,12 @@ package e2e
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -49,6 +52,52 @@ func TestStaleCacheNeverServed(t *testing.T) {
 	m = m.Remount(t, withArgs("--cache-dir", st.Dirs().Cache))
 	if got, err := os.ReadFile(m.Path("team/t.jsonl")); err != nil || !bytes.Equal(got, changed) {
 		t.Fatalf("after a remount: %v, %s", err, sameBytes(got, changed))
+	}
+}
+
+// TestReplacedWhileOpen: a tape replaced in the store by other bytes of the
+// same size while a program reads it through an S3 mount is never served as
+// a mix of the two versions: the reads of that open that need the store
+// fail with EIO, and a new open reads the new bytes whole, with no refresh
+// run (the read that failed asked for one).
+func TestReplacedWhileOpen(t *testing.T) {
+	st := backendNamed(t, "s3")
+	b := needBucket(t, st)
+	old := bigTape(8 << 20).Data
+	changed := bytes.ToUpper(old)
+	if bytes.Equal(changed, old) || len(changed) != len(old) {
+		t.Fatal("the replacement must differ and have the same size")
+	}
+	files := map[string][]byte{"team/t.jsonl": old}
+	m := mountFiles(t, st, files, withArgs("--cache-dir", st.Dirs().Cache, "--refresh-interval", "0",
+		"--chunk-size", "262144", "--read-ahead", "2"))
+	run(t, "sh", "-c", "echo 3 > /proc/sys/vm/drop_caches")
+	f, err := os.Open(m.Path("team/t.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	head := make([]byte, 256<<10)
+	if _, err := io.ReadFull(f, head); err != nil || !bytes.Equal(head, old[:len(head)]) {
+		t.Fatalf("first read: %v, %s", err, sameBytes(head, old[:len(head)]))
+	}
+	time.Sleep(1100 * time.Millisecond) // S3 times have 1 s resolution
+	if err := storeWrite(t, b, "team/t.jsonl", changed); err != nil {
+		t.Fatal(err)
+	}
+	rest, err := io.ReadAll(f)
+	if !errors.Is(err, syscall.EIO) {
+		t.Errorf("reading on after the object was replaced: %v, want EIO (read %d more bytes)", err, len(rest))
+	}
+	if want := old[len(head) : len(head)+len(rest)]; !bytes.Equal(rest, want) {
+		t.Errorf("the open served bytes other than the version it began with: %s", sameBytes(rest, want))
+	}
+	var got []byte
+	if !waitFor(15*time.Second, func() bool {
+		got, err = os.ReadFile(m.Path("team/t.jsonl"))
+		return err == nil && bytes.Equal(got, changed)
+	}) {
+		t.Fatalf("a new open, with no refresh run, still reads: %v, %s", err, sameBytes(got, changed))
 	}
 }
 
