@@ -6,6 +6,8 @@ import (
 	"io"
 	"sync"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"gocloud.dev/blob"
 	"gocloud.dev/blob/driver"
 	"gocloud.dev/gcerrors"
@@ -20,15 +22,16 @@ type faulty struct {
 
 	mu       sync.Mutex
 	listErr  error
-	openErr  map[string]error // NewRangeReader fails
-	readErr  map[string]error // reads fail after a few bytes
-	beforeLs func()           // called before each listing page is returned
+	openErr  map[string]error  // NewRangeReader fails
+	readErr  map[string]error  // reads fail after a few bytes
+	beforeLs func()            // called before each listing page is returned
+	etags    map[string]string // ETags the listing and Attributes report, as S3's do
 }
 
 var errInjected = errors.New("injected fault")
 
 func newFaulty(inner *blob.Bucket) (*faulty, *blob.Bucket) {
-	f := &faulty{inner: inner, openErr: map[string]error{}, readErr: map[string]error{}}
+	f := &faulty{inner: inner, openErr: map[string]error{}, readErr: map[string]error{}, etags: map[string]string{}}
 	return f, blob.NewBucket(f)
 }
 
@@ -48,7 +51,13 @@ func (f *faulty) Attributes(ctx context.Context, key string) (*driver.Attributes
 	if err != nil {
 		return nil, err
 	}
-	return &driver.Attributes{Size: a.Size, ModTime: a.ModTime, MD5: a.MD5, ETag: a.ETag}, nil
+	etag := a.ETag
+	f.mu.Lock()
+	if e := f.etags[key]; e != "" {
+		etag = e
+	}
+	f.mu.Unlock()
+	return &driver.Attributes{Size: a.Size, ModTime: a.ModTime, MD5: a.MD5, ETag: etag}, nil
 }
 
 func (f *faulty) ListPaged(ctx context.Context, opts *driver.ListOptions) (*driver.ListPage, error) {
@@ -74,8 +83,20 @@ func (f *faulty) ListPaged(ctx context.Context, opts *driver.ListOptions) (*driv
 		hook()
 	}
 	page := &driver.ListPage{NextPageToken: next}
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	for _, o := range objs {
-		page.Objects = append(page.Objects, &driver.ListObject{Key: o.Key, ModTime: o.ModTime, Size: o.Size, MD5: o.MD5, IsDir: o.IsDir})
+		lo := &driver.ListObject{Key: o.Key, ModTime: o.ModTime, Size: o.Size, MD5: o.MD5, IsDir: o.IsDir}
+		if e := f.etags[o.Key]; e != "" {
+			lo.AsFunc = func(i any) bool {
+				p, ok := i.(*s3types.Object)
+				if ok {
+					*p = s3types.Object{Key: aws.String(lo.Key), ETag: aws.String(e)}
+				}
+				return ok
+			}
+		}
+		page.Objects = append(page.Objects, lo)
 	}
 	return page, nil
 }

@@ -161,13 +161,21 @@ func (ix *Indexer) Reconcile(ctx context.Context) (Result, error) {
 		op := Added
 		if ok {
 			o.ID = old.ID
+			// An S3 listing has every object's ETag: a replacement of the
+			// same size within the same second (times have 1 s resolution)
+			// shows only there, and a multipart object has no MD5. The
+			// reads of the mount ask for the ETag the sidecar holds, so a
+			// stale one would fail them until it is corrected.
 			switch {
 			case o.Size != old.Size || !o.ModTime.Equal(old.ModTime) ||
-				len(o.MD5) > 0 && len(old.MD5) > 0 && !bytes.Equal(o.MD5, old.MD5):
+				len(o.MD5) > 0 && len(old.MD5) > 0 && !bytes.Equal(o.MD5, old.MD5) ||
+				o.ETag != "" && old.ETag != "" && o.ETag != old.ETag:
 				op = Changed
-			case len(old.MD5) == 0 && len(o.MD5) > 0:
-				o.ETag = old.ETag
-				op = 0 // only learning the MD5: not a change
+			case len(old.MD5) == 0 && len(o.MD5) > 0, old.ETag == "" && o.ETag != "":
+				if o.ETag == "" {
+					o.ETag = old.ETag
+				}
+				op = 0 // only learning the MD5 or the ETag: not a change
 			default:
 				return
 			}

@@ -911,3 +911,48 @@ func TestIndexUploaded(t *testing.T) {
 		t.Error("a plain file got an index row")
 	}
 }
+
+// TestReconcileSeesETagChange: an object replaced with the same size and
+// time (an S3 object rewritten within its second; a multipart one has no
+// MD5 either) differs only in the ETag of the store's listing. A reconcile
+// takes that as a change and keeps the new ETag, which the mount's reads
+// ask for; a row that had no ETag learns it quietly.
+func TestReconcileSeesETagChange(t *testing.T) {
+	ctx := context.Background()
+	mem := memblob.OpenBucket(nil)
+	f, b := newFaulty(mem)
+	write(t, mem, "t.jsonl", "{}\n")
+	write(t, mem, "plain.txt", "x")
+	sc := newSidecar(t, "")
+	ix, _ := newIndexer(t, b, sc)
+	etagOf := func(key string) string {
+		t.Helper()
+		o, ok, err := sc.GetObject(ctx, key)
+		if err != nil || !ok {
+			t.Fatalf("%s: %v, %v", key, ok, err)
+		}
+		return o.ETag
+	}
+	f.set(func() { f.etags["t.jsonl"] = `"a-2"` })
+	reconcile(t, ix)
+	if got := etagOf("t.jsonl"); got != `"a-2"` {
+		t.Fatalf("first reconcile: ETag %s, want the listing's", got)
+	}
+	f.set(func() { f.etags["t.jsonl"] = `"b-2"` })
+	if res := reconcile(t, ix); res.Changed != 1 {
+		t.Errorf("a new ETag alone: %d changed, want 1", res.Changed)
+	}
+	if got := etagOf("t.jsonl"); got != `"b-2"` {
+		t.Errorf("after the change: ETag %s, want \"b-2\"", got)
+	}
+	if res := reconcile(t, ix); res.Changed != 0 {
+		t.Errorf("nothing changed since: %d changed", res.Changed)
+	}
+	// A row without an ETag (a store whose listings had none) learns it.
+	before := etagOf("plain.txt")
+	f.set(func() { f.etags["plain.txt"] = `"c"` })
+	res := reconcile(t, ix)
+	if res.Changed != 0 || etagOf("plain.txt") != `"c"` {
+		t.Errorf("learning an ETag (had %q): %d changed, ETag %s", before, res.Changed, etagOf("plain.txt"))
+	}
+}
