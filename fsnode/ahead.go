@@ -191,7 +191,7 @@ func (a *dirAhead) fetch(e meta.Entry, ver string) error {
 	a.f.stats.StoreReads.Add(1)
 	rd, err := a.f.bucket.NewRangeReader(ctx, e.Key, 0, length, ro.rangeOptions(e.ETag))
 	if err != nil {
-		return ro.readErr(e.Key, e.ETag, err)
+		return ro.changedErr(e.Key, e.ETag, err)
 	}
 	defer rd.Close()
 	for i := int64(0); i*cs < length; i++ {

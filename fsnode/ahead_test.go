@@ -249,6 +249,23 @@ func TestDirAheadReaderTakesQueuedFetch(t *testing.T) {
 	for i := range 3 {
 		read(ents[i])
 	}
+	// The fetches start in any order: wait until the 8 held ones have
+	// every slot, so that the next one is queued for sure.
+	holding := func() bool {
+		gb.mu.Lock()
+		defer gb.mu.Unlock()
+		for key := range gb.held {
+			if gb.reads[key] == 0 {
+				return false
+			}
+		}
+		return true
+	}
+	for deadline := time.Now().Add(10 * time.Second); !holding(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the fetches ahead never took every slot")
+		}
+	}
 	queued := ents[3+aheadParallel] // its fetch waits for a slot
 	read(queued)
 	close(gb.open)

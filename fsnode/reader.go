@@ -44,16 +44,28 @@ func (o *ReadOptions) rangeOptions(etag string) *blob.ReaderOptions {
 	return backend.IfMatch(etag)
 }
 
-// readErr is err, a range read's, or ErrChanged when the store refused the
-// read because the object is no longer etag's version.
-func (o *ReadOptions) readErr(key, etag string, err error) error {
+// changedErr is err, a range read's, or ErrChanged when the store refused
+// the read because the object is no longer etag's version.
+func (o *ReadOptions) changedErr(key, etag string, err error) error {
 	if err == nil || !o.IfMatch || etag == "" || gcerrors.Code(err) != gcerrors.FailedPrecondition {
 		return err
 	}
-	if o.changed != nil {
+	return fmt.Errorf("%s (ETag %s): %w (%v)", key, etag, ErrChanged, err)
+}
+
+// readErr is changedErr for a read of an open file, whose ErrChanged asks
+// for a refresh (the sidecar holds a replaced version). Read-ahead across
+// files does not ask: its entries may be older than the sidecar's.
+func (o *ReadOptions) readErr(key, etag string, err error) error {
+	return o.tell(key, o.changedErr(key, etag, err))
+}
+
+// tell passes err on, after asking for a refresh when it is ErrChanged.
+func (o *ReadOptions) tell(key string, err error) error {
+	if errors.Is(err, ErrChanged) && o.changed != nil {
 		o.changed(key)
 	}
-	return fmt.Errorf("%s (ETag %s): %w", key, etag, ErrChanged)
+	return err
 }
 
 func (o *ReadOptions) fill() {
@@ -323,7 +335,7 @@ func (r *ObjectReader) fetchCached(cf *chunkFetch, i, start, length int64) {
 		// The fetch ahead may have put the chunk since the Get above, or be
 		// about to: look again after it, whatever wait says.
 		if err := a.wait(r.ctx, r.key, r.etag); err != nil {
-			cf.finish(nil, err)
+			cf.finish(nil, r.opts.tell(r.key, err))
 			return
 		}
 		if fromCache() {

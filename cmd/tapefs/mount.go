@@ -328,16 +328,13 @@ func (c *MountCmd) serve(log *slog.Logger, rp *readyPipe) error {
 	ix := indexer.New(bucket, sc, indexer.Options{Workers: c.IndexWorkers, Logger: log,
 		Progress: func(d, t int) { listed.Store(int64(d)); total.Store(int64(t)) }})
 	// A read that finds its object replaced in the store asks for a
-	// refresh, at most one a second: the daemon's loop runs it.
+	// refresh; the daemon's loop runs it, at most one a second, and
+	// requests made meanwhile are one.
 	kick := make(chan struct{}, 1)
-	var lastKick atomic.Int64
 	storeChanged := func(key string) {
-		if now := time.Now().UnixNano(); now-lastKick.Load() >= int64(time.Second) {
-			lastKick.Store(now)
-			select {
-			case kick <- struct{}{}:
-			default:
-			}
+		select {
+		case kick <- struct{}{}:
+		default:
 		}
 	}
 	tree := fsnode.New(fsnode.Options{
@@ -473,6 +470,8 @@ func (d *daemon) run() error {
 	}
 	retry := time.NewTicker(15 * time.Second)
 	defer retry.Stop()
+	var kicked <-chan time.Time // the refresh a read asked for, when it is due
+	var lastKicked time.Time
 	for {
 		select {
 		case s := <-sigs:
@@ -499,6 +498,11 @@ func (d *daemon) run() error {
 		case <-tick:
 			d.refresh()
 		case <-d.kick:
+			if kicked == nil {
+				kicked = time.After(time.Until(lastKicked.Add(time.Second)))
+			}
+		case <-kicked:
+			kicked, lastKicked = nil, time.Now()
 			d.refresh()
 		case <-retry.C:
 			if err := d.tree.RetryFailed(); err != nil {

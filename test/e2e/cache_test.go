@@ -63,7 +63,7 @@ func TestStaleCacheNeverServed(t *testing.T) {
 func TestReplacedWhileOpen(t *testing.T) {
 	st := backendNamed(t, "s3")
 	b := needBucket(t, st)
-	old := bigTape(8 << 20).Data
+	old := bigTape(16 << 20).Data // well past what is read ahead of 256 KiB
 	changed := bytes.ToUpper(old)
 	if bytes.Equal(changed, old) || len(changed) != len(old) {
 		t.Fatal("the replacement must differ and have the same size")
