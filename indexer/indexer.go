@@ -31,6 +31,11 @@ type Options struct {
 	// (re)indexed, Progress(tapes read so far, tapes to read). Calls come
 	// from one goroutine at a time and should be cheap.
 	Progress func(done, total int)
+	// MixedETags says the ETags of the store's listings and of its
+	// Attributes may differ for one object (a tier of stores: the origin
+	// lists, the fastest profile answers), so a new ETag in a listing is
+	// not a change; with one store it is (see Reconcile).
+	MixedETags bool
 }
 
 // Indexer keeps one sidecar in step with one bucket. Its methods may be
@@ -169,10 +174,10 @@ func (ix *Indexer) Reconcile(ctx context.Context) (Result, error) {
 			switch {
 			case o.Size != old.Size || !o.ModTime.Equal(old.ModTime) ||
 				len(o.MD5) > 0 && len(old.MD5) > 0 && !bytes.Equal(o.MD5, old.MD5) ||
-				o.ETag != "" && old.ETag != "" && o.ETag != old.ETag:
+				!ix.opts.MixedETags && o.ETag != "" && old.ETag != "" && o.ETag != old.ETag:
 				op = Changed
-			case len(old.MD5) == 0 && len(o.MD5) > 0, old.ETag == "" && o.ETag != "":
-				if o.ETag == "" {
+			case len(old.MD5) == 0 && len(o.MD5) > 0, !ix.opts.MixedETags && old.ETag == "" && o.ETag != "":
+				if o.ETag == "" || ix.opts.MixedETags {
 					o.ETag = old.ETag
 				}
 				op = 0 // only learning the MD5 or the ETag: not a change

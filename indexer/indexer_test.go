@@ -955,4 +955,14 @@ func TestReconcileSeesETagChange(t *testing.T) {
 	if res.Changed != 0 || etagOf("plain.txt") != `"c"` {
 		t.Errorf("learning an ETag (had %q): %d changed, ETag %s", before, res.Changed, etagOf("plain.txt"))
 	}
+	// A tier's listings and attributes have ETags of different stores:
+	// there a new ETag alone is no change, and the row keeps its own.
+	mixed := New(b, sc, Options{Name: "tier", MixedETags: true})
+	f.set(func() { f.etags["t.jsonl"] = `"d-2"` })
+	if res, err := mixed.Reconcile(ctx); err != nil || res.Changed != 0 {
+		t.Errorf("MixedETags, a new ETag alone: %d changed (%v), want 0", res.Changed, err)
+	}
+	if got := etagOf("t.jsonl"); got != `"b-2"` {
+		t.Errorf("MixedETags: the row's ETag became %s, want it kept (\"b-2\")", got)
+	}
 }
