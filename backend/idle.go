@@ -91,7 +91,9 @@ func idleDial(dial func(ctx context.Context, network, addr string) (net.Conn, er
 // and credential chain is gocloud's), then gives the client an HTTP
 // transport whose connections fail when idle (idleConn): the AWS SDK sets no
 // such bound by default, so a server that stops answering held a close for
-// the whole upload timeout.
+// the whole upload timeout. The client also does not log, at WARN, every
+// whole read of an object uploaded in parts (which has no whole-object
+// checksum to validate).
 type s3Opener struct{ idle time.Duration }
 
 func (o s3Opener) OpenBucketURL(ctx context.Context, u *url.URL) (*blob.Bucket, error) {
@@ -110,7 +112,11 @@ func (o s3Opener) OpenBucketURL(ctx context.Context, u *url.URL) (*blob.Bucket, 
 	// After s3.New's own resolution of the client: a defaults mode
 	// (AWS_DEFAULTS_MODE, defaults_mode in ~/.aws/config) sets the
 	// transport's dialer there, which would drop a wrapper set before.
-	idle := func(so *s3.Options) {
+	tune := func(so *s3.Options) {
+		// A GET of an object uploaded in parts has no whole-object
+		// checksum to validate; the SDK would log "Skipped validation of
+		// multipart checksum" at WARN for every such read of a tape.
+		so.DisableLogOutputChecksumValidationSkipped = true
 		if bc, ok := so.HTTPClient.(*awshttp.BuildableClient); ok {
 			so.HTTPClient = bc.WithTransportOptions(func(t *http.Transport) {
 				t.DialContext = idleDial(t.DialContext, o.idle)
@@ -133,5 +139,5 @@ func (o s3Opener) OpenBucketURL(ctx context.Context, u *url.URL) (*blob.Bucket, 
 	}
 	so.KMSEncryptionID = q.Get("kmskeyid")
 	b.Close()
-	return s3blob.OpenBucket(ctx, s3.New(opts, idle), u.Host, so)
+	return s3blob.OpenBucket(ctx, s3.New(opts, tune), u.Host, so)
 }

@@ -7,8 +7,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 )
 
 // silentServer accepts connections and reads what they send, but never
@@ -138,4 +141,28 @@ func (l smallBuffers) Accept() (net.Conn, error) {
 		c.(*net.TCPConn).SetReadBuffer(32 << 10)
 	}
 	return c, err
+}
+
+// TestS3OpenerQuietChecksumSkips: the client an s3:// URL opens does not log
+// "Skipped validation of multipart checksum" at WARN for every whole read
+// of an object uploaded in parts (indexing a large tape).
+func TestS3OpenerQuietChecksumSkips(t *testing.T) {
+	t.Setenv("AWS_ACCESS_KEY_ID", "k")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "s")
+	u, err := url.Parse("s3://b?endpoint=http://127.0.0.1:1&use_path_style=true&region=us-east-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := s3Opener{idle: time.Second}.OpenBucketURL(context.Background(), u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	var c *s3.Client
+	if !b.As(&c) {
+		t.Fatal("not an S3 bucket")
+	}
+	if !c.Options().DisableLogOutputChecksumValidationSkipped {
+		t.Error("the S3 client logs every skipped multipart checksum validation")
+	}
 }
