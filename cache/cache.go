@@ -128,10 +128,10 @@ func (d *Disk) Has(name string) bool {
 // Put stores a chunk, evicting the least recently used ones to stay within
 // the bound. A failure to write (full disk) only means no caching.
 func (d *Disk) Put(name string, data []byte) error {
-	if int64(len(data)) > d.max {
+	n := int64(len(data))
+	if n > d.max {
 		return nil
 	}
-	n := int64(len(data))
 	d.mu.Lock()
 	d.writing += n
 	d.evictLocked()
@@ -150,12 +150,12 @@ func (d *Disk) Put(name string, data []byte) error {
 	}
 	if el, ok := d.index[name]; ok {
 		d.size -= el.Value.(*entry).size
-		el.Value.(*entry).size = int64(len(data))
+		el.Value.(*entry).size = n
 		d.lru.MoveToFront(el)
 	} else {
-		d.index[name] = d.lru.PushFront(&entry{name: name, size: int64(len(data))})
+		d.index[name] = d.lru.PushFront(&entry{name: name, size: n})
 	}
-	d.size += int64(len(data))
+	d.size += n
 	d.evictLocked()
 	return nil
 }

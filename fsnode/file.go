@@ -243,7 +243,7 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint3
 		h.data = doc
 	} else if !n.fsys.IsPending(e.Key) {
 		h.reader = NewObjectReader(n.fsys.bucket, e.Key, ver, e.Size, n.fsys.opts.Read, &n.fsys.stats)
-		h.reader.match = e.ETag
+		h.reader.matchETag(e.ETag)
 		n.fsys.ahead.opened(e)
 	}
 	return h, fuseFlags, 0

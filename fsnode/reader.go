@@ -121,8 +121,9 @@ func (cf *chunkFetch) retry() bool {
 type ObjectReader struct {
 	bucket *blob.Bucket
 	key    string
-	etag   string // identifies the version in the disk cache
-	match  string // the store's ETag of that version, for IfMatch ("": none)
+	etag   string              // identifies the version in the disk cache
+	match  string              // the store's ETag of that version, for IfMatch ("": none)
+	ropts  *blob.ReaderOptions // the range reads' options: the condition on match
 	size   int64
 	opts   ReadOptions
 	stats  *Stats
@@ -142,6 +143,12 @@ func NewObjectReader(bucket *blob.Bucket, key, etag string, size int64, opts Rea
 	ctx, cancel := context.WithCancel(context.Background())
 	return &ObjectReader{bucket: bucket, key: key, etag: etag, size: size, opts: opts, stats: stats,
 		ctx: ctx, cancel: cancel, chunks: map[int64]*chunkFetch{}, nextOff: -1}
+}
+
+// matchETag makes r's range reads, with opts.IfMatch, ask for etag (the
+// store's ETag of the version r reads).
+func (r *ObjectReader) matchETag(etag string) {
+	r.match, r.ropts = etag, r.opts.rangeOptions(etag)
 }
 
 // ReadAt fills p from off; it returns fewer bytes only at the end of the
@@ -272,7 +279,7 @@ func (r *ObjectReader) fetchSpan(first int64, cfs []*chunkFetch) {
 	ctx, cancel := context.WithTimeout(r.ctx, r.opts.Timeout)
 	defer cancel()
 	r.stats.StoreReads.Add(1)
-	rd, err := r.bucket.NewRangeReader(ctx, r.key, start, end-start, r.opts.rangeOptions(r.match))
+	rd, err := r.bucket.NewRangeReader(ctx, r.key, start, end-start, r.ropts)
 	if err == nil {
 		defer rd.Close()
 	}
@@ -353,7 +360,7 @@ func (r *ObjectReader) fetch(start, length int64) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(r.ctx, r.opts.Timeout)
 	defer cancel()
 	r.stats.StoreReads.Add(1)
-	rd, err := r.bucket.NewRangeReader(ctx, r.key, start, length, r.opts.rangeOptions(r.match))
+	rd, err := r.bucket.NewRangeReader(ctx, r.key, start, length, r.ropts)
 	if err != nil {
 		return nil, r.opts.readErr(r.key, r.match, err)
 	}

@@ -245,7 +245,7 @@ func TestObjectReaderReplacedObject(t *testing.T) {
 		var told []string
 		opts := ReadOptions{ChunkSize: 1024, IfMatch: ifMatch, changed: func(key string) { told = append(told, key) }}
 		r := NewObjectReader(b, "t.jsonl", a.ETag, int64(len(old)), opts, &Stats{})
-		r.match = a.ETag
+		r.matchETag(a.ETag)
 		p := make([]byte, 1024)
 		if _, err := r.ReadAt(ctx, p, 0); err != nil || !bytes.Equal(p, old[:1024]) {
 			t.Fatalf("IfMatch %v: first read: %v", ifMatch, err)

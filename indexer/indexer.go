@@ -171,13 +171,14 @@ func (ix *Indexer) Reconcile(ctx context.Context) (Result, error) {
 			// shows only there, and a multipart object has no MD5. The
 			// reads of the mount ask for the ETag the sidecar holds, so a
 			// stale one would fail them until it is corrected.
+			etags := !ix.opts.MixedETags && o.ETag != ""
 			switch {
 			case o.Size != old.Size || !o.ModTime.Equal(old.ModTime) ||
 				len(o.MD5) > 0 && len(old.MD5) > 0 && !bytes.Equal(o.MD5, old.MD5) ||
-				!ix.opts.MixedETags && o.ETag != "" && old.ETag != "" && o.ETag != old.ETag:
+				etags && old.ETag != "" && o.ETag != old.ETag:
 				op = Changed
-			case len(old.MD5) == 0 && len(o.MD5) > 0, !ix.opts.MixedETags && old.ETag == "" && o.ETag != "":
-				if o.ETag == "" || ix.opts.MixedETags {
+			case len(old.MD5) == 0 && len(o.MD5) > 0, etags && old.ETag == "":
+				if !etags {
 					o.ETag = old.ETag
 				}
 				op = 0 // only learning the MD5 or the ETag: not a change

@@ -289,7 +289,7 @@ func reconcileHere(ctx context.Context, out io.Writer, st storeStack, bucket *bl
 		p.Stop()
 		return err
 	}
-	ix := indexer.New(bucket, sc, indexer.Options{Workers: workers, Logger: log, Name: st.Redacted, MixedETags: len(st.Profiles) > 1,
+	ix := indexer.New(bucket, sc, indexer.Options{Workers: workers, Logger: log, Name: st.Redacted, MixedETags: st.tiered(),
 		Progress: func(d, t int) { done.Store(int64(d)); total.Store(int64(t)) }})
 	p.Start()
 	res, err := ix.Reconcile(ctx)

@@ -325,7 +325,7 @@ func (c *MountCmd) serve(log *slog.Logger, rp *readyPipe) error {
 	// command that waits for the mount shows how they advance (on stderr,
 	// or relayed by the parent of a --daemon mount).
 	var listed, total atomic.Int64
-	ix := indexer.New(bucket, sc, indexer.Options{Workers: c.IndexWorkers, Logger: log, MixedETags: tr != nil,
+	ix := indexer.New(bucket, sc, indexer.Options{Workers: c.IndexWorkers, Logger: log, MixedETags: st.tiered(),
 		Progress: func(d, t int) { listed.Store(int64(d)); total.Store(int64(t)) }})
 	// A read that finds its object replaced in the store asks for a
 	// refresh; the daemon's loop runs it, at most one a second, and
@@ -340,8 +340,7 @@ func (c *MountCmd) serve(log *slog.Logger, rp *readyPipe) error {
 	tree := fsnode.New(fsnode.Options{
 		Bucket: bucket, Sidecar: sc, Indexer: ix, Staging: staging, Logger: log,
 		ReadOnly: c.ReadOnly, StoreChanged: storeChanged,
-		// The profiles of a tier each have their own ETags.
-		Read: fsnode.ReadOptions{ChunkSize: c.ChunkSize, MaxAhead: c.ReadAhead, Timeout: c.Timeout, Cache: chunks, IfMatch: tr == nil},
+		Read: fsnode.ReadOptions{ChunkSize: c.ChunkSize, MaxAhead: c.ReadAhead, Timeout: c.Timeout, Cache: chunks, IfMatch: !st.tiered()},
 	})
 	ix.SetPending(tree.IsPending)
 	if !c.ReadOnly {

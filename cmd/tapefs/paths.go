@@ -55,6 +55,10 @@ type store struct {
 	Profiles []storeurl.NamedURL
 }
 
+// tiered says the store is a tier of several: their ETags differ for one
+// object (indexer.Options.MixedETags), so reads cannot ask for one.
+func (s store) tiered() bool { return len(s.Profiles) > 1 }
+
 // resolveStore applies the defaults: no backend means the embedded file://
 // store under the data directory; no --meta means a sidecar per store URL
 // under the data directory.

@@ -90,7 +90,7 @@ func indexFirst(ctx context.Context, sf StoreFlags, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	_, err = indexer.New(bucket, sc, indexer.Options{Logger: log, MixedETags: len(st.Profiles) > 1}).Reconcile(ctx)
+	_, err = indexer.New(bucket, sc, indexer.Options{Logger: log, MixedETags: st.tiered()}).Reconcile(ctx)
 	sc.Close()
 	if err != nil {
 		return fmt.Errorf("indexing %s: %w", st.Redacted, err)
