@@ -32,6 +32,17 @@ func aheadStores(t *testing.T) (*meta.Sidecar, *cache.Disk) {
 	return sc, dc
 }
 
+// aheadRead opens e as the mount does (a reader, then the open recorded for
+// read-ahead) and reads it whole.
+func aheadRead(ctx context.Context, f *FS, b *blob.Bucket, e meta.Entry) ([]byte, error) {
+	r := NewObjectReader(b, e.Key, version(e), e.Size, f.opts.Read, &f.stats)
+	defer func() { r.Close(); r.wait() }()
+	f.ahead.opened(e)
+	p := make([]byte, e.Size)
+	n, err := r.ReadAt(ctx, p, 0)
+	return p[:n], err
+}
+
 // TestDirAhead: opening the files of a directory in name order fetches the
 // heads of the next ones into the disk cache, where their reads find them;
 // an open out of order fetches nothing more; and what is fetched is what
@@ -77,14 +88,9 @@ func TestDirAhead(t *testing.T) {
 
 	read := func(e meta.Entry) {
 		t.Helper()
-		r := NewObjectReader(b, e.Key, version(e), e.Size, f.opts.Read, &f.stats)
-		f.ahead.opened(e)
-		p := make([]byte, e.Size)
-		if n, err := r.ReadAt(ctx, p, 0); err != nil || !bytes.Equal(p[:n], data[e.Key]) {
-			t.Fatalf("%s: read %d bytes, err %v, equal %v", e.Key, n, err, bytes.Equal(p[:n], data[e.Key]))
+		if p, err := aheadRead(ctx, f, b, e); err != nil || !bytes.Equal(p, data[e.Key]) {
+			t.Fatalf("%s: read %d bytes, err %v, equal %v", e.Key, len(p), err, bytes.Equal(p, data[e.Key]))
 		}
-		r.Close()
-		r.wait()
 	}
 	cached := func(i int) bool { return dc.Has(cache.Name(ents[i].Key, version(ents[i]), 0)) }
 
@@ -147,21 +153,6 @@ func smallTapes(t *testing.T, sc *meta.Sidecar, b *blob.Bucket, n int) []meta.En
 	return ents
 }
 
-// hungBucket answers range reads of keys at or after from only when their
-// context ends, as a store that accepts requests and says nothing.
-type hungBucket struct {
-	layer.Base
-	from string
-}
-
-func (b *hungBucket) NewRangeReader(ctx context.Context, key string, off, n int64, opts *driver.ReaderOptions) (driver.Reader, error) {
-	if key >= b.from {
-		<-ctx.Done()
-		return nil, ctx.Err()
-	}
-	return b.Base.NewRangeReader(ctx, key, off, n, opts)
-}
-
 // TestDirAheadHungStore: against a store that stops answering, a read of a
 // file whose head is being fetched ahead fails with that fetch, within one
 // --timeout, instead of waiting for it and then once more on its own.
@@ -169,16 +160,15 @@ func TestDirAheadHungStore(t *testing.T) {
 	ctx := t.Context()
 	sc, dc := aheadStores(t)
 	mem := memblob.OpenBucket(nil)
-	b := blob.NewBucket(&hungBucket{Base: layer.Base{Inner: mem}, from: "d/t003"})
+	// Reads of d/t003 and after are held for good: a store that accepts
+	// requests and says nothing.
+	b := blob.NewBucket(newGatedBucket(mem, func(key string) bool { return key >= "d/t003" }))
 	ents := smallTapes(t, sc, mem, 20)
 	const timeout = time.Second
 	f := New(Options{Bucket: b, Sidecar: sc, Read: ReadOptions{Cache: dc, Timeout: timeout}})
 	t.Cleanup(f.ahead.wg.Wait)
 	read := func(e meta.Entry) error {
-		r := NewObjectReader(b, e.Key, version(e), e.Size, f.opts.Read, &f.stats)
-		defer func() { r.Close(); r.wait() }()
-		f.ahead.opened(e)
-		_, err := r.ReadAt(ctx, make([]byte, e.Size), 0)
+		_, err := aheadRead(ctx, f, b, e)
 		return err
 	}
 	for i := range 3 {
@@ -197,22 +187,26 @@ func TestDirAheadHungStore(t *testing.T) {
 	}
 }
 
-// gatedBucket holds range reads of the keys in held until open is closed,
-// and counts the range reads of every key.
+// gatedBucket holds range reads of the keys hold says until open is
+// closed, or their context ends, and counts the range reads of every key.
 type gatedBucket struct {
 	layer.Base
-	held map[string]bool
+	hold func(key string) bool
 	open chan struct{}
 
 	mu    sync.Mutex
 	reads map[string]int
 }
 
+func newGatedBucket(inner *blob.Bucket, hold func(key string) bool) *gatedBucket {
+	return &gatedBucket{Base: layer.Base{Inner: inner}, hold: hold, open: make(chan struct{}), reads: map[string]int{}}
+}
+
 func (b *gatedBucket) NewRangeReader(ctx context.Context, key string, off, n int64, opts *driver.ReaderOptions) (driver.Reader, error) {
 	b.mu.Lock()
 	b.reads[key]++
 	b.mu.Unlock()
-	if b.held[key] {
+	if b.hold(key) {
 		select {
 		case <-b.open:
 		case <-ctx.Done():
@@ -229,20 +223,18 @@ func TestDirAheadReaderTakesQueuedFetch(t *testing.T) {
 	ctx := t.Context()
 	sc, dc := aheadStores(t)
 	mem := memblob.OpenBucket(nil)
-	gb := &gatedBucket{Base: layer.Base{Inner: mem}, held: map[string]bool{}, open: make(chan struct{}), reads: map[string]int{}}
-	b := blob.NewBucket(gb)
 	ents := smallTapes(t, sc, mem, 30)
+	held := map[string]bool{}
 	for _, e := range ents[3 : 3+aheadParallel] {
-		gb.held[e.Key] = true // their fetches hold every slot
+		held[e.Key] = true // their fetches hold every slot
 	}
+	gb := newGatedBucket(mem, func(key string) bool { return held[key] })
+	b := blob.NewBucket(gb)
 	f := New(Options{Bucket: b, Sidecar: sc, Read: ReadOptions{Cache: dc, Timeout: 10 * time.Second}})
 	t.Cleanup(f.ahead.wg.Wait)
 	read := func(e meta.Entry) {
 		t.Helper()
-		r := NewObjectReader(b, e.Key, version(e), e.Size, f.opts.Read, &f.stats)
-		defer func() { r.Close(); r.wait() }()
-		f.ahead.opened(e)
-		if _, err := r.ReadAt(ctx, make([]byte, e.Size), 0); err != nil {
+		if _, err := aheadRead(ctx, f, b, e); err != nil {
 			t.Fatalf("%s: %v", e.Key, err)
 		}
 	}
@@ -254,7 +246,7 @@ func TestDirAheadReaderTakesQueuedFetch(t *testing.T) {
 	holding := func() bool {
 		gb.mu.Lock()
 		defer gb.mu.Unlock()
-		for key := range gb.held {
+		for key := range held {
 			if gb.reads[key] == 0 {
 				return false
 			}
