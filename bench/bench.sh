@@ -6,9 +6,20 @@
 #   bench/bench.sh                 # 2,000 tapes + a 200 MiB tape (defaults)
 #   TAPES=500 LARGE=64MiB bench/bench.sh
 #
-# Needs: root, /dev/fuse, rclone (Debian package), versitygw (scripts/install-versitygw.sh).
+# Needs: root and /dev/fuse. It installs what a fresh machine lacks: rclone
+# and fuse3 (rclone mount needs fusermount) from Debian, versitygw with
+# scripts/install-versitygw.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+missing=()
+command -v rclone >/dev/null || missing+=(rclone)
+command -v fusermount >/dev/null || missing+=(fuse3)
+if (( ${#missing[@]} )); then
+  echo "installing ${missing[*]} ..." >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
 
 TAPES=${TAPES:-2000}
 LARGE=${LARGE:-200MiB}
