@@ -7,19 +7,13 @@
 #   TAPES=500 LARGE=64MiB bench/bench.sh
 #
 # Needs: root and /dev/fuse. It installs what a fresh machine lacks: rclone
-# and fuse3 (rclone mount needs fusermount) from Debian, versitygw with
-# scripts/install-versitygw.sh.
+# and fuse3 (rclone mount needs fusermount) from Debian, and versitygw.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-missing=()
-command -v rclone >/dev/null || missing+=(rclone)
-command -v fusermount >/dev/null || missing+=(fuse3)
-if (( ${#missing[@]} )); then
-  echo "installing ${missing[*]} ..." >&2
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+# The Makefile's deps target installs Debian packages when missing (and
+# versitygw); here the packages are the benchmark's own.
+make -s deps DEB_PACKAGES="rclone fuse3"
 
 TAPES=${TAPES:-2000}
 LARGE=${LARGE:-200MiB}
