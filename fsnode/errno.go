@@ -31,6 +31,9 @@ func toErrno(log *slog.Logger, op, path string, err error) syscall.Errno {
 		// errno inside (ECONNREFUSED, ...) means nothing for a file.
 		log.Error("store unreachable", "op", op, "path", path, "err", err)
 		return syscall.EIO
+	case errors.Is(err, syscall.ENOSPC):
+		log.Error("local disk full: free space there, or move the staging and cache directories (--state-dir, --cache-dir)", "op", op, "path", path, "err", err)
+		return syscall.ENOSPC
 	case errors.As(err, &errno):
 		return errno
 	case errors.Is(err, errReadOnly):
@@ -53,9 +56,6 @@ func toErrno(log *slog.Logger, op, path string, err error) syscall.Errno {
 		return syscall.ENOENT
 	case errors.Is(err, fs.ErrExist):
 		return syscall.EEXIST
-	case errors.Is(err, syscall.ENOSPC):
-		log.Error("local disk full", "op", op, "path", path, "err", err)
-		return syscall.ENOSPC
 	case errors.Is(err, context.Canceled):
 		return syscall.EINTR
 	case errors.Is(err, ErrChanged):

@@ -327,6 +327,11 @@ func (n *fileNode) release() {
 		sw.Discard()
 		return
 	}
+	if err := sw.failure(); err != nil {
+		n.fsys.dropBroken(sw, key, err)
+		n.uploaded() // stat shows the store's version again
+		return
+	}
 	err := sw.recentFailure(gen, key) // a close that just failed: queue the bytes
 	if err == nil {
 		err = n.fsys.uploadStaged(sw, key, excl, gen)
@@ -366,6 +371,9 @@ func (n *fileNode) flush() error {
 		key = p
 	} else if !ok {
 		return nil // unlinked while open
+	}
+	if err := sw.failure(); err != nil {
+		return err // a write failed: those bytes never go up (see failLocked)
 	}
 	if err := sw.recentFailure(gen, key); err != nil {
 		return err

@@ -446,6 +446,33 @@ func (f *FS) createLost(ctx context.Context, sw *StagedWrite, key string, gen in
 	}
 }
 
+// dropBroken drops, at its last close, a staged copy whose writes failed
+// (see failLocked), and sets the sidecar back to what the store holds for
+// key: its last version, or nothing for a file created through the mount.
+func (f *FS) dropBroken(sw *StagedWrite, key string, cause error) {
+	sw.Discard()
+	f.log.Error("a write to the staged copy failed, so nothing was uploaded; the store keeps its last version",
+		"key", key, "staging", f.opts.Staging.dir, "err", cause)
+	ctx, cancel := context.WithTimeout(context.Background(), f.opts.UploadTimeout)
+	defer cancel()
+	_, err := f.recordObject(ctx, key)
+	created := gcerrors.Code(err) == gcerrors.NotFound // here, and never in the store
+	if created {
+		defer f.changed()
+		err = f.sc.DeleteObject(ctx, key)
+	}
+	switch {
+	case err != nil || f.opts.Indexer == nil:
+	case created:
+		err = f.opts.Indexer.ForgetKey(ctx, key)
+	default:
+		err = f.opts.Indexer.IndexKey(ctx, key)
+	}
+	if err != nil {
+		f.log.Warn("cannot read back the store's version after a failed write; the next refresh corrects the listing", "key", key, "err", err)
+	}
+}
+
 // recordObject stores the store's current attributes of key in the
 // sidecar, and returns the row it put.
 func (f *FS) recordObject(ctx context.Context, key string) (meta.Object, error) {

@@ -39,6 +39,7 @@ type StagedWrite struct {
 	errGen    int64     // the gen lastErr's upload sent
 	errKey    string    // the key it sent them to
 	errAt     time.Time // when it failed
+	broken    error     // a write or truncate of the staged copy failed (see fail)
 
 	end        int64         // the staged size, once sized
 	sized      bool          // end is known (else it is read from the file)
@@ -121,6 +122,7 @@ func (w *StagedWrite) WriteAt(p []byte, off int64) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if err := w.markDirtyLocked(); err != nil {
+		w.failLocked(err)
 		return 0, err
 	}
 	w.gen++
@@ -132,12 +134,10 @@ func (w *StagedWrite) WriteAt(p []byte, off int64) (int, error) {
 	if e := off + int64(n); w.sized && e > w.end {
 		w.end = e
 	}
-	if w.stream != nil {
-		if err != nil {
-			w.stopStreamLocked()
-		} else {
-			w.stream.grow(w.end)
-		}
+	if err != nil {
+		w.failLocked(err)
+	} else if w.stream != nil {
+		w.stream.grow(w.end)
 	}
 	return n, err
 }
@@ -152,13 +152,38 @@ func (w *StagedWrite) Truncate(size int64) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if err := w.markDirtyLocked(); err != nil {
+		w.failLocked(err)
 		return err
 	}
 	w.gen++
 	w.stopStreamLocked()
 	err := w.file.Truncate(size)
 	w.end, w.sized = size, err == nil
+	if err != nil {
+		w.failLocked(err)
+	}
 	return err
+}
+
+// failLocked records that a write or truncate of the staged copy failed
+// (a full disk, most often): the staged bytes are then not what was
+// written, so they must never replace the store's last version. Every
+// later close and fsync reports err, and the last close drops the copy.
+// The journal goes too, so a later mount does not upload the copy either;
+// the streamed upload, if one runs, is aborted before anything appears.
+func (w *StagedWrite) failLocked(err error) {
+	if w.broken == nil {
+		w.broken = err
+	}
+	w.stopStreamLocked()
+	os.Remove(w.jrnlPath)
+}
+
+// failure is the error that broke the staged copy, or nil.
+func (w *StagedWrite) failure() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.broken
 }
 
 // MarkDirty forces an upload at the next flush (a new, empty file).
@@ -183,11 +208,20 @@ func (w *StagedWrite) markDirtyLocked() error {
 func (w *StagedWrite) commit() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.broken != nil {
+		return w.broken
+	}
 	if !w.dirty || w.committed || w.deleted {
 		return nil
 	}
+	// Committed only once the journal says so: a journal that could not be
+	// written fails this upload and every later one, not just the first.
 	w.committed = true
-	return w.writeJournalLocked()
+	if err := w.writeJournalLocked(); err != nil {
+		w.committed = false
+		return err
+	}
+	return nil
 }
 
 func (w *StagedWrite) writeJournalLocked() error {

@@ -112,14 +112,7 @@ func TestJournalPartialUntilCommit(t *testing.T) {
 // once; a write since, another key, the end of uploadRetryGap, or a failure
 // that came fast sends them again.
 func TestStagedRecentFailure(t *testing.T) {
-	s, err := NewStaging(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := s.New("a.jsonl")
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, w := newStaged(t, "a.jsonl")
 	defer w.file.Close()
 	w.WriteAt([]byte("one"), 0)
 	_, _, _, _, gen := w.snapshot()
@@ -151,4 +144,46 @@ func TestStagedRecentFailure(t *testing.T) {
 	if got := w.recentFailure(gen2, "a.jsonl"); got != nil {
 		t.Errorf("after uploadRetryGap: %v, want a new upload (nil)", got)
 	}
+}
+
+// A failed write breaks the staged copy for good: no commit, no journal, so
+// neither this run nor a later mount uploads what it holds.
+func TestStagedWriteFailureIsSticky(t *testing.T) {
+	s, w := newStaged(t, "a.jsonl")
+	if _, err := w.WriteAt([]byte("first\n"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.commit(); err != nil {
+		t.Fatal(err)
+	}
+	w.file.Close() // the next write fails, as on a full disk
+	if _, err := w.WriteAt([]byte("second\n"), 6); err == nil {
+		t.Fatal("write to a closed staged file succeeded")
+	}
+	if w.failure() == nil {
+		t.Error("failure() = nil after a failed write")
+	}
+	if err := w.commit(); err == nil {
+		t.Error("commit after a failed write succeeded")
+	}
+	if _, err := os.Stat(w.jrnlPath); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("journal still there after a failed write (stat: %v)", err)
+	}
+	if left, err := s.Leftovers(); err != nil || len(left) != 0 {
+		t.Errorf("leftovers = %+v, %v; want none", left, err)
+	}
+}
+
+// newStaged is a fresh staging directory with one staged file for key.
+func newStaged(t *testing.T, key string) (*Staging, *StagedWrite) {
+	t.Helper()
+	s, err := NewStaging(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := s.New(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, w
 }

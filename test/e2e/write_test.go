@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"maps"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
 	"strings"
@@ -458,4 +459,50 @@ func findFiles(root, substr string) []string {
 		return nil
 	})
 	return out
+}
+
+// TestStagingDiskFull fills the disk that holds the staged copies: the
+// write and the close fail with ENOSPC, and nothing of the failed copy
+// reaches the store (a new file does not appear, an existing one keeps its
+// last version, in the store and through the mount). The failed copy is
+// dropped, so the disk is free again and the next copy that fits works.
+func TestStagingDiskFull(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, st Store) {
+		state := st.Dirs().State
+		if state == "" {
+			t.Skip("the embedded default keeps its state in the user's directories")
+		}
+		run(t, "mount", "-t", "tmpfs", "-o", "size=4m", "tapefs-staging", state)
+		t.Cleanup(func() { exec.Command("umount", "-l", state).Run() })
+		last := []byte("the last version\n")
+		m := mountFiles(t, st, map[string][]byte{"keep.txt": last})
+
+		frame := []byte(`{"jsonrpc":"2.0","method":"tools/call"}` + "\n")
+		big := writeLocal(t, map[string][]byte{"big.jsonl": bytes.Repeat(frame, (6<<20)/len(frame))})
+		for _, name := range []string{"new.jsonl", "keep.txt"} {
+			r := try(t, "cp", filepath.Join(big, "big.jsonl"), m.Path(name))
+			if r.Code == 0 || !strings.Contains(r.Stderr, "No space left on device") {
+				t.Errorf("cp of 6 MiB onto a 4 MiB staging disk as %s: want ENOSPC\n%s", name, r)
+			}
+		}
+		// The last close drops the copy after close(2) returns (RELEASE).
+		if !waitFor(10*time.Second, func() bool {
+			ents, _ := os.ReadDir(filepath.Join(state, "staging"))
+			return len(ents) == 0
+		}) {
+			t.Errorf("the failed staged copies were not dropped: %s", run(t, "ls", "-la", filepath.Join(state, "staging")))
+		}
+		want := map[string][]byte{"keep.txt": last, "new.jsonl": nil}
+		checkStore(t, st, want)
+		checkMount(t, m, want)
+
+		small := writeLocal(t, map[string][]byte{"small.jsonl": frame})
+		run(t, "cp", filepath.Join(small, "small.jsonl"), m.Path("new.jsonl"))
+		want["new.jsonl"] = frame
+		checkStore(t, st, want)
+		checkMount(t, m, want)
+		if log := m.logs(); !strings.Contains(log, "local disk full") || !strings.Contains(log, "--state-dir") {
+			t.Errorf("the log does not say which disk is full and what to do:\n%s", log)
+		}
+	})
 }
