@@ -1,5 +1,6 @@
 // Package cache keeps chunks of store objects on local disk, bounded in size
-// with least-recently-used eviction. A chunk is named by the object's key,
+// (and by the free space it leaves on its disk) with least-recently-used
+// eviction. A chunk is named by the object's key,
 // its ETag and the chunk's index, so a changed object (new ETag) can never
 // be served from an old entry; old entries simply age out.
 package cache
@@ -8,6 +9,7 @@ import (
 	"container/list"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -16,12 +18,15 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 )
 
 // Disk is a bounded on-disk chunk cache. It is safe for concurrent use.
 type Disk struct {
-	dir string
-	max int64
+	dir     string
+	max     int64
+	minFree int64                       // bytes the cache leaves free on its file system
+	free    func(string) (int64, error) // free bytes of the file system of a directory
 
 	mu    sync.Mutex
 	lru   *list.List // front = most recently used; values are *entry
@@ -33,6 +38,7 @@ type Disk struct {
 	writing int64
 
 	hits, misses, evictions atomic.Int64
+	lowSpace                atomic.Int64 // Puts skipped for lack of free space
 }
 
 type entry struct {
@@ -40,9 +46,12 @@ type entry struct {
 	size int64
 }
 
-// Open uses dir (created 0700) for at most maxBytes of chunks. Entries left
-// by an earlier run are kept, oldest first in line for eviction.
-func Open(dir string, maxBytes int64) (*Disk, error) {
+// Open uses dir (created 0700) for at most maxBytes of chunks, and leaves at
+// least minFree bytes free on its file system (0: no such bound): the cache
+// usually shares a disk with the staged writes and the sidecar, which must
+// not fail because the cache filled it. Entries left by an earlier run are
+// kept, oldest first in line for eviction.
+func Open(dir string, maxBytes, minFree int64) (*Disk, error) {
 	if maxBytes <= 0 {
 		return nil, fmt.Errorf("cache size must be positive")
 	}
@@ -52,7 +61,7 @@ func Open(dir string, maxBytes int64) (*Disk, error) {
 	if err := os.Chmod(dir, 0o700); err != nil {
 		return nil, err
 	}
-	d := &Disk{dir: dir, max: maxBytes, lru: list.New(), index: map[string]*list.Element{}}
+	d := &Disk{dir: dir, max: maxBytes, minFree: max(minFree, 0), free: freeBytes, lru: list.New(), index: map[string]*list.Element{}}
 	type old struct {
 		name string
 		size int64
@@ -126,7 +135,8 @@ func (d *Disk) Has(name string) bool {
 }
 
 // Put stores a chunk, evicting the least recently used ones to stay within
-// the bound. A failure to write (full disk) only means no caching.
+// the bounds. A failure to write only means no caching; so does
+// ErrLowSpace, which says why.
 func (d *Disk) Put(name string, data []byte) error {
 	n := int64(len(data))
 	if n > d.max {
@@ -139,6 +149,12 @@ func (d *Disk) Put(name string, data []byte) error {
 		d.writing -= n
 		d.mu.Unlock()
 		return nil
+	}
+	if !d.roomOnDiskLocked(n) {
+		d.writing -= n
+		d.mu.Unlock()
+		d.lowSpace.Add(1)
+		return ErrLowSpace
 	}
 	d.mu.Unlock()
 	err := d.write(name, data)
@@ -190,18 +206,62 @@ func (d *Disk) remove(name string) {
 }
 
 func (d *Disk) evictLocked() {
-	for d.size+d.writing > d.max {
-		el := d.lru.Back()
-		if el == nil {
-			return
-		}
-		e := el.Value.(*entry)
-		d.lru.Remove(el)
-		delete(d.index, e.name)
-		d.size -= e.size
-		os.Remove(d.path(e.name))
-		d.evictions.Add(1)
+	for d.size+d.writing > d.max && d.evictOneLocked() > 0 {
 	}
+}
+
+// evictOneLocked drops the least recently used entry and returns its size
+// (0 when the cache is empty).
+func (d *Disk) evictOneLocked() int64 {
+	el := d.lru.Back()
+	if el == nil {
+		return 0
+	}
+	e := el.Value.(*entry)
+	d.lru.Remove(el)
+	delete(d.index, e.name)
+	d.size -= e.size
+	os.Remove(d.path(e.name))
+	d.evictions.Add(1)
+	return max(e.size, 1)
+}
+
+// ErrLowSpace is what Put returns when its chunk would leave less free
+// space on the cache's disk than the bound, even with the cache emptied.
+var ErrLowSpace = errors.New("cache: too little free space on its disk")
+
+// roomOnDiskLocked makes n more bytes fit on the cache's file system above
+// minFree, evicting the oldest entries as needed (their freed space is
+// counted, not measured again: a file system may free blocks later). It
+// says whether they fit.
+func (d *Disk) roomOnDiskLocked(n int64) bool {
+	if d.minFree == 0 {
+		return true
+	}
+	free, err := d.free(d.dir)
+	if err != nil {
+		return true // no measure: the size bound alone applies
+	}
+	// The bytes of other Puts being written are not on the disk yet.
+	need := d.minFree + d.writing - free
+	for need > 0 {
+		freed := d.evictOneLocked()
+		if freed == 0 {
+			return false
+		}
+		need -= freed
+	}
+	return true
+}
+
+// freeBytes is the space an unprivileged user may still use on the file
+// system of dir.
+func freeBytes(dir string) (int64, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return 0, err
+	}
+	return int64(st.Bavail) * int64(st.Bsize), nil
 }
 
 // Stats is a snapshot of the cache's use.
@@ -213,6 +273,8 @@ type Stats struct {
 	Hits      int64  `json:"hits"`
 	Misses    int64  `json:"misses"`
 	Evictions int64  `json:"evictions"`
+	MinFree   int64  `json:"min_free"`
+	LowSpace  int64  `json:"skipped_low_space"` // chunks not cached for lack of free space
 }
 
 // Stats reports the cache's size and counters.
@@ -220,5 +282,6 @@ func (d *Disk) Stats() Stats {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return Stats{Dir: d.dir, Bytes: d.size, MaxBytes: d.max, Entries: len(d.index),
-		Hits: d.hits.Load(), Misses: d.misses.Load(), Evictions: d.evictions.Load()}
+		Hits: d.hits.Load(), Misses: d.misses.Load(), Evictions: d.evictions.Load(),
+		MinFree: d.minFree, LowSpace: d.lowSpace.Load()}
 }

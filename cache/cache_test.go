@@ -2,6 +2,7 @@ package cache
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -23,7 +24,7 @@ func dirSize(t *testing.T, dir string) int64 {
 
 func TestBoundAndLRU(t *testing.T) {
 	dir := t.TempDir()
-	d, err := Open(dir, 3000)
+	d, err := Open(dir, 3000, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +57,7 @@ func TestBoundAndLRU(t *testing.T) {
 }
 
 func TestChangedETagMisses(t *testing.T) {
-	d, err := Open(t.TempDir(), 1<<20)
+	d, err := Open(t.TempDir(), 1<<20, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,11 +69,11 @@ func TestChangedETagMisses(t *testing.T) {
 
 func TestReopenKeepsEntriesWithinBound(t *testing.T) {
 	dir := t.TempDir()
-	d, _ := Open(dir, 10000)
+	d, _ := Open(dir, 10000, 0)
 	for i := 0; i < 5; i++ {
 		d.Put(Name("k", "e", int64(i)), make([]byte, 1000))
 	}
-	d2, err := Open(dir, 2500)
+	d2, err := Open(dir, 2500, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +94,7 @@ func TestReopenKeepsEntriesWithinBound(t *testing.T) {
 func TestBoundWithConcurrentPuts(t *testing.T) {
 	dir := t.TempDir()
 	const max, chunk = 3000, 1000
-	d, err := Open(dir, max)
+	d, err := Open(dir, max, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,4 +137,38 @@ func max64(a, b int64) int64 {
 		return a
 	}
 	return b
+}
+
+// The cache leaves minFree bytes free on its disk: a Put that would eat
+// into them evicts the oldest chunks first, and is skipped (ErrLowSpace)
+// when even an empty cache would not leave them.
+func TestMinFree(t *testing.T) {
+	d, err := Open(t.TempDir(), 1<<20, 2500)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var disk int64 = 5000 // free bytes of the pretend disk, less what the cache holds
+	d.free = func(string) (int64, error) { return disk - d.size, nil }
+	chunk := bytes.Repeat([]byte{1}, 1000)
+	for i := range 4 {
+		if err := d.Put(Name("k", "e", int64(i)), chunk); err != nil {
+			t.Fatalf("put %d: %v", i, err)
+		}
+	}
+	// 5000 - 4000 would leave 1000 < 2500: chunks 0 and 1 made room.
+	if st := d.Stats(); st.Entries != 2 || st.Evictions != 2 {
+		t.Errorf("stats = %+v, want 2 entries after 2 evictions", st)
+	}
+	for i, want := range []bool{false, false, true, true} {
+		if d.Has(Name("k", "e", int64(i))) != want {
+			t.Errorf("chunk %d cached = %v, want %v", i, !want, want)
+		}
+	}
+	disk = 3000 // the disk filled up from elsewhere: no chunk fits any more
+	if err := d.Put(Name("k", "e", 9), chunk); !errors.Is(err, ErrLowSpace) {
+		t.Errorf("put on a full disk = %v, want ErrLowSpace", err)
+	}
+	if st := d.Stats(); st.Entries != 0 || st.LowSpace != 1 {
+		t.Errorf("stats = %+v, want an emptied cache and 1 put skipped", st)
+	}
 }

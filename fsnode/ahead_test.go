@@ -25,7 +25,7 @@ func aheadStores(t *testing.T) (*meta.Sidecar, *cache.Disk) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sc.Close() })
-	dc, err := cache.Open(t.TempDir(), 64<<20)
+	dc, err := cache.Open(t.TempDir(), 64<<20, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

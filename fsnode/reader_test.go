@@ -110,7 +110,7 @@ func TestObjectReaderRangesAndReadAhead(t *testing.T) {
 	})
 
 	t.Run("disk cache serves a second reader; a new etag misses", func(t *testing.T) {
-		dc, err := cache.Open(t.TempDir(), 64<<20)
+		dc, err := cache.Open(t.TempDir(), 64<<20, 0)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -48,6 +48,7 @@ type MountCmd struct {
 	IndexWorkers    int           `help:"Tapes indexed in parallel (each mostly waits on the store: a remote store's latency bounds indexing, not the CPU)." default:"32" env:"TAPEFS_INDEX_WORKERS"`
 	CacheDir        string        `help:"Directory of the on-disk read cache. Default: $XDG_CACHE_HOME/tapefs/ID. The cache is used for remote stores, and for file:// and mem:// only when this flag is given." env:"TAPEFS_CACHE_DIR" placeholder:"DIR"`
 	CacheMaxSize    ByteSize      `help:"Bound on the read cache (e.g. 512MiB, 10GiB); 0 turns it off." default:"1GiB" env:"TAPEFS_CACHE_MAX_SIZE"`
+	CacheMinFree    ByteSize      `help:"Free space the read cache leaves on its disk, evicting to keep it (staged writes and the sidecar may share that disk); 0 turns it off." default:"1GiB" env:"TAPEFS_CACHE_MIN_FREE"`
 	StateDir        string        `help:"Directory of staged writes. Default: beside the sidecar (SIDECAR.staging)." env:"TAPEFS_STATE_DIR" placeholder:"DIR"`
 	LogFile         string        `help:"Log file of a --daemon mount. Default: $XDG_STATE_HOME/tapefs/logs/ID.log." env:"TAPEFS_LOG_FILE" placeholder:"FILE"`
 	MetricsAddr     string        `help:"Serve Prometheus metrics of the store (operations, latencies, bytes) and the mount at http://ADDR/metrics, e.g. 127.0.0.1:9464. Default: none." env:"TAPEFS_METRICS_ADDR" placeholder:"HOST:PORT"`
@@ -368,7 +369,7 @@ func (c *MountCmd) serve(log *slog.Logger, rp *readyPipe) error {
 		server.Unmount()
 		return fmt.Errorf("mount on %s does not answer: %w", c.Mountpoint, err)
 	}
-	d := &daemon{cmd: c, log: log, store: st, tree: tree, ix: ix, sc: sc, bucket: bucket, tier: tr, server: server, kick: kick, done: make(chan struct{})}
+	d := &daemon{cmd: c, log: log, store: st, tree: tree, ix: ix, sc: sc, bucket: bucket, tier: tr, chunks: chunks, server: server, kick: kick, done: make(chan struct{})}
 	if err := d.listen(); err != nil {
 		server.Unmount()
 		return err
@@ -389,7 +390,7 @@ func (c *MountCmd) openCache(st storeStack) (*cache.Disk, error) {
 	if dir == "" {
 		dir = filepath.Join(cacheDir(), shortHash(st.URL))
 	}
-	return cache.Open(dir, int64(c.CacheMaxSize))
+	return cache.Open(dir, int64(c.CacheMaxSize), int64(c.CacheMinFree))
 }
 
 // openSidecar opens the sidecar; a corrupt one is moved aside and rebuilt
@@ -419,7 +420,8 @@ type daemon struct {
 	ix     *indexer.Indexer
 	sc     *meta.Sidecar
 	bucket *blob.Bucket
-	tier   *tier.Tier // the tier of several stores, or nil
+	tier   *tier.Tier  // the tier of several stores, or nil
+	chunks *cache.Disk // the read cache, or nil
 	server *fuse.Server
 	ln     net.Listener
 	kick   <-chan struct{} // a read found an object replaced: refresh now
@@ -577,6 +579,10 @@ func (d *daemon) handleStatus(w http.ResponseWriter, r *http.Request) {
 	}
 	if rep.Pending == nil {
 		rep.Pending = []fsnode.PendingUpload{}
+	}
+	if d.chunks != nil {
+		cs := d.chunks.Stats()
+		rep.Cache = &cs
 	}
 	if d.tier != nil {
 		for _, p := range d.tier.Status() {

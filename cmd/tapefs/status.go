@@ -9,6 +9,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/tapefs/tapefs/cache"
 	"github.com/tapefs/tapefs/fsnode"
 	"github.com/tapefs/tapefs/meta"
 )
@@ -47,6 +48,12 @@ func (c *StatusCmd) Run(g *Globals, log *slog.Logger) error {
 		fmt.Printf("  index:    %d objects, %d tapes (%d invalid), %d keys skipped\n", rep.Index.Objects, rep.Index.Tapes, rep.Index.InvalidTapes, rep.Index.Skipped)
 		fmt.Printf("  reads:    %d requests, %d bytes from the store\n", rep.Store.StoreReads, rep.Store.StoreReadBytes)
 		fmt.Printf("  uploads:  %d (%d bytes), %d failed attempts\n", rep.Store.Uploads, rep.Store.UploadBytes, rep.Store.UploadErrors)
+		if c := rep.Cache; c != nil {
+			fmt.Printf("  cache:    %d of %d bytes in %s, %d hits, %d misses, %d evictions\n", c.Bytes, c.MaxBytes, c.Dir, c.Hits, c.Misses, c.Evictions)
+			if c.LowSpace > 0 {
+				fmt.Printf("            %d chunks not cached: the disk had less than --cache-min-free (%d bytes) free\n", c.LowSpace, c.MinFree)
+			}
+		}
 		if !rep.LastRefresh.IsZero() {
 			fmt.Printf("  refresh:  %s", rep.LastRefresh.Format(time.RFC3339))
 			if rep.RefreshErr != "" {
@@ -106,6 +113,7 @@ type statusReport struct {
 	LastRefresh time.Time              `json:"last_refresh,omitempty"`
 	RefreshErr  string                 `json:"last_refresh_error,omitempty"`
 	Profiles    []profileStatus        `json:"profiles,omitempty"`
+	Cache       *cache.Stats           `json:"cache,omitempty"` // nil: no read cache
 }
 
 // profileStatus is one store of a tier, as tapefs status shows it.

@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -317,6 +319,46 @@ func TestCacheBounded(t *testing.T) {
 	}
 	if worst == 0 {
 		t.Errorf("nothing was cached")
+	}
+}
+
+// TestCacheLeavesFreeSpace puts the read cache on a small disk (a 6 MiB
+// tmpfs) with a far larger size bound: the cache stops short of the
+// --cache-min-free it must leave (evicting), the reads are right all the
+// same, and tapefs status shows the cache.
+func TestCacheLeavesFreeSpace(t *testing.T) {
+	st := backendNamed(t, "s3")
+	small := t.TempDir()
+	run(t, "mount", "-t", "tmpfs", "-o", "size=6m", "tapefs-cache", small)
+	t.Cleanup(func() { exec.Command("umount", "-l", small).Run() })
+	const minFree = 2 << 20
+	files := map[string][]byte{}
+	for i := 0; i < 3; i++ {
+		files[fmt.Sprintf("big/%d.jsonl", i)] = bigTape(int64(3<<20 + i*4096)).Data
+	}
+	m := mountFiles(t, st, files, withArgs("--cache-dir", small,
+		"--cache-max-size", "1GiB", "--cache-min-free", strconv.Itoa(minFree), "--chunk-size", "262144"))
+	least := int64(1 << 62)
+	for key, want := range files {
+		got, err := os.ReadFile(m.Path(key))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("read %s: %v (%d bytes, want %d)", key, err, len(got), len(want))
+		}
+		var sfs syscall.Statfs_t
+		if err := syscall.Statfs(small, &sfs); err != nil {
+			t.Fatal(err)
+		}
+		least = min(least, int64(sfs.Bavail)*sfs.Bsize)
+	}
+	t.Logf("read %d files of 3 MiB through a cache on a 6 MiB disk: at least %d KiB stayed free", len(files), least>>10)
+	if least < minFree-256<<10 { // one chunk may be on its way
+		t.Errorf("the cache left %d bytes free; --cache-min-free is %d", least, minFree)
+	}
+	if dirBytes(small) == 0 {
+		t.Errorf("nothing was cached")
+	}
+	if out := run(t, tapefsBin, "status"); !strings.Contains(out, "bytes in "+small+",") {
+		t.Errorf("tapefs status does not show the cache in %s:\n%s", small, out)
 	}
 }
 
