@@ -31,6 +31,9 @@ func toErrno(log *slog.Logger, op, path string, err error) syscall.Errno {
 		// errno inside (ECONNREFUSED, ...) means nothing for a file.
 		log.Error("store unreachable", "op", op, "path", path, "err", err)
 		return syscall.EIO
+	case errors.Is(err, meta.ErrFull):
+		log.Error("the sidecar's disk is full: free space there, or move the sidecar (--meta)", "op", op, "path", path, "err", err)
+		return syscall.ENOSPC
 	case errors.Is(err, syscall.ENOSPC):
 		log.Error("local disk full: free space there, or move the staging and cache directories (--state-dir, --cache-dir)", "op", op, "path", path, "err", err)
 		return syscall.ENOSPC

@@ -228,10 +228,14 @@ func (w *StagedWrite) writeJournalLocked() error {
 	e := journalEntry{Key: w.key, Data: filepath.Base(w.dataPath), Exclusive: w.exclusive, Partial: !w.committed, Staged: time.Now().UTC()}
 	b, _ := json.Marshal(e)
 	tmp := w.jrnlPath + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return err
+	err := os.WriteFile(tmp, b, 0o600)
+	if err == nil {
+		err = os.Rename(tmp, w.jrnlPath)
 	}
-	return os.Rename(tmp, w.jrnlPath)
+	if err != nil {
+		os.Remove(tmp) // a full disk leaves it empty
+	}
+	return err
 }
 
 // SetKey moves the staged file to another key (rename while open).
@@ -319,7 +323,8 @@ type Recovered struct {
 
 // Leftovers lists staged files from earlier runs that still need uploading,
 // oldest first, and removes stray data files that have no journal (they
-// were never written to, so the store holds their content already).
+// were never written to, so the store holds their content already) and
+// journals a crash cut short. It runs before the mount serves anything.
 func (s *Staging) Leftovers() ([]Recovered, error) {
 	ents, err := os.ReadDir(s.dir)
 	if err != nil {
@@ -344,7 +349,9 @@ func (s *Staging) Leftovers() ([]Recovered, error) {
 		out = append(out, Recovered{Key: j.Key, DataPath: filepath.Join(s.dir, j.Data), JrnlPath: p, Exclusive: j.Exclusive, Partial: j.Partial, Staged: j.Staged})
 	}
 	for _, e := range ents {
-		if strings.HasSuffix(e.Name(), ".data") && !journaled[e.Name()] {
+		stray := strings.HasSuffix(e.Name(), ".data") && !journaled[e.Name()] ||
+			strings.HasSuffix(e.Name(), ".json.tmp") // a journal a crash cut short
+		if stray {
 			os.Remove(filepath.Join(s.dir, e.Name()))
 		}
 	}

@@ -169,8 +169,15 @@ func TestStagedWriteFailureIsSticky(t *testing.T) {
 	if _, err := os.Stat(w.jrnlPath); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("journal still there after a failed write (stat: %v)", err)
 	}
+	cut := filepath.Join(s.dir, "1.json.tmp") // a journal a crash (or a full disk) cut short
+	if err := os.WriteFile(cut, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if left, err := s.Leftovers(); err != nil || len(left) != 0 {
 		t.Errorf("leftovers = %+v, %v; want none", left, err)
+	}
+	if _, err := os.Stat(cut); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Leftovers left %s (stat: %v)", cut, err)
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"syscall"
 	"time"
 
 	"github.com/mattn/go-sqlite3"
@@ -35,6 +36,8 @@ var (
 	// ErrOldSchema: OpenReadOnly met a sidecar that a read-write Open must
 	// migrate first.
 	ErrOldSchema = errors.New("sidecar schema is older than this program's")
+	// ErrFull: a write found the sidecar's disk full.
+	ErrFull = errors.New("the sidecar's disk is full")
 )
 
 // readDriver is go-sqlite3 with the tuning of the read connections: a query
@@ -279,7 +282,7 @@ func (s *Sidecar) Update(ctx context.Context, fn func(*Tx) error) error {
 	}
 	sqlTx, err := s.write.BeginTx(ctx, nil) // BEGIN IMMEDIATE (_txlock)
 	if err != nil {
-		return fmt.Errorf("sidecar: begin: %w", err)
+		return s.fullErr(fmt.Errorf("sidecar: begin: %w", err))
 	}
 	tx := &Tx{ctx: ctx, tx: sqlTx, now: s.now, fts: s.fts}
 	err = fn(tx)
@@ -291,12 +294,22 @@ func (s *Sidecar) Update(ctx context.Context, fn func(*Tx) error) error {
 	}
 	if err != nil {
 		sqlTx.Rollback()
-		return err
+		return s.fullErr(err)
 	}
 	if err := sqlTx.Commit(); err != nil {
-		return fmt.Errorf("sidecar: commit: %w", err)
+		return s.fullErr(fmt.Errorf("sidecar: commit: %w", err))
 	}
 	return nil
+}
+
+// fullErr adds ErrFull and the sidecar's path to an error that SQLite gave
+// because the disk is full, so that callers can say where space is lacking.
+func (s *Sidecar) fullErr(err error) error {
+	var se sqlite3.Error
+	if errors.As(err, &se) && se.Code == sqlite3.ErrFull || errors.Is(err, syscall.ENOSPC) {
+		return fmt.Errorf("sidecar %s: %w: %w", s.path, ErrFull, err)
+	}
+	return err
 }
 
 // Tx is a write transaction, handed to the function given to Update. Its

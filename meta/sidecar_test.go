@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -323,5 +324,26 @@ func TestConcurrent(t *testing.T) {
 	}
 	if want := int64(writers * (n - n/3)); st.Objects != want {
 		t.Errorf("objects = %d, want %d", st.Objects, want)
+	}
+}
+
+// A write that finds no room for the sidecar fails with ErrFull and names
+// the sidecar's file (SQLite's max_page_count stands in for a full disk).
+func TestWriteOnFullDisk(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	var pages int64
+	if err := s.write.QueryRowContext(ctx, "PRAGMA page_count").Scan(&pages); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.write.ExecContext(ctx, fmt.Sprintf("PRAGMA max_page_count = %d", pages)); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	for i := 0; i < 10000 && err == nil; i++ {
+		_, err = s.PutObject(ctx, Object{Key: fmt.Sprintf("tapes/%06d.jsonl", i), Size: 1, ModTime: time.Unix(1700000000, 0)})
+	}
+	if !errors.Is(err, ErrFull) || !strings.Contains(err.Error(), s.Path()) {
+		t.Fatalf("write to a full sidecar: %v; want ErrFull naming %s", err, s.Path())
 	}
 }

@@ -506,3 +506,35 @@ func TestStagingDiskFull(t *testing.T) {
 		}
 	})
 }
+
+// TestSidecarDiskFull fills the disk of the sidecar: a create fails with
+// ENOSPC (not EIO), the log names the sidecar and the flag that moves it,
+// nothing reaches the store, and once there is room again the same create
+// works without a remount.
+func TestSidecarDiskFull(t *testing.T) {
+	st := backendNamed(t, "file")
+	dir := filepath.Dir(st.Dirs().Meta)
+	run(t, "mount", "-t", "tmpfs", "-o", "size=4m", "tapefs-sidecar", dir)
+	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
+	m := mountFiles(t, st, map[string][]byte{"keep.txt": []byte("x")})
+	filler := filepath.Join(dir, "filler")
+	try(t, "dd", "if=/dev/zero", "of="+filler, "bs=64k") // until the disk is full
+	r := try(t, "cp", "/etc/hostname", m.Path("new.txt"))
+	if r.Code == 0 || !strings.Contains(r.Stderr, "No space left on device") {
+		t.Errorf("create with the sidecar's disk full: want ENOSPC\n%s", r)
+	}
+	checkStore(t, st, map[string][]byte{"new.txt": nil})
+	if log := m.logs(); !strings.Contains(log, "sidecar's disk is full") || !strings.Contains(log, "--meta") {
+		t.Errorf("the log does not say that the sidecar's disk is full and how to move it:\n%s", log)
+	}
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	run(t, "cp", "/etc/hostname", m.Path("new.txt"))
+	host, err := os.ReadFile("/etc/hostname")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkStore(t, st, map[string][]byte{"new.txt": host})
+	checkMount(t, m, map[string][]byte{"new.txt": host, "keep.txt": []byte("x")})
+}
