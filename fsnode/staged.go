@@ -2,6 +2,7 @@ package fsnode
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -61,8 +63,47 @@ type journalEntry struct {
 
 // Staging owns the staging directory.
 type Staging struct {
-	dir string
-	seq atomic.Int64
+	dir  string
+	seq  atomic.Int64
+	lock *os.File // held for the life of the process, see Lock
+}
+
+// ErrStagingBusy is what Lock returns when another process holds the
+// staging directory.
+var ErrStagingBusy = errors.New("the staging directory is in use by another tapefs mount")
+
+// lockWait is how long Lock waits for another process to let go.
+const lockWait = 3 * time.Second
+
+// Lock makes this process the only user of the staging directory until it
+// exits, and records owner (who holds it) for the error another process
+// then gets. Two mounts sharing one would take each other's staged files
+// for leftovers of a crash: upload them, or drop their data.
+func (s *Staging) Lock(owner string) error {
+	f, err := os.OpenFile(filepath.Join(s.dir, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("cannot lock the staging directory %s: %w", s.dir, err)
+	}
+	// A mount of the same store just unmounted may still be closing.
+	err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+	for deadline := time.Now().Add(lockWait); errors.Is(err, syscall.EWOULDBLOCK) && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+	}
+	if err != nil {
+		holder, _ := io.ReadAll(io.LimitReader(f, 4096))
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return fmt.Errorf("%w: %s (held by %s); give each mount of one store its own sidecar (--meta) or state directory (--state-dir)",
+				ErrStagingBusy, s.dir, strings.TrimSpace(string(holder)))
+		}
+		return fmt.Errorf("cannot lock the staging directory %s: %w", s.dir, err)
+	}
+	if err := f.Truncate(0); err == nil {
+		f.WriteAt([]byte(owner+"\n"), 0)
+	}
+	s.lock = f
+	return nil
 }
 
 // NewStaging prepares dir (mode 0700) for staged files.

@@ -304,12 +304,8 @@ func (c *MountCmd) serve(log *slog.Logger, rp *readyPipe) error {
 		defer stop()
 	}
 
-	sc, err := openSidecar(st.Meta, log)
-	if err != nil {
-		return err
-	}
-	defer sc.Close()
-
+	// The staging directory is locked first: a second mount that shares it
+	// (and the sidecar, by default) stops here, before it touches either.
 	stagingDir := st.Meta + ".staging"
 	if c.StateDir != "" {
 		stagingDir = filepath.Join(c.StateDir, "staging")
@@ -318,6 +314,14 @@ func (c *MountCmd) serve(log *slog.Logger, rp *readyPipe) error {
 	if err != nil {
 		return err
 	}
+	if err := staging.Lock(fmt.Sprintf("pid %d, mounted at %s", os.Getpid(), c.Mountpoint)); err != nil {
+		return err
+	}
+	sc, err := openSidecar(st.Meta, log)
+	if err != nil {
+		return err
+	}
+	defer sc.Close()
 	chunks, err := c.openCache(st)
 	if err != nil {
 		return err

@@ -7,9 +7,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/tapefs/tapefs/internal/proc"
 )
 
 // UnmountCmd unmounts a tapefs mount.
@@ -31,9 +34,22 @@ func (c *UnmountCmd) Run(g *Globals, log *slog.Logger) error {
 	if c.Lazy {
 		q = "?lazy=1"
 	}
+	pid := 0
+	for _, mi := range readMountInfos() {
+		if mi.Mountpoint == mp {
+			pid = mi.PID
+		}
+	}
 	cerr := callControl(mp, "POST", "/unmount"+q, c.Timeout, nil)
 	if cerr == nil {
-		for deadline := time.Now().Add(10 * time.Second); isMounted(mp) && time.Now().Before(deadline); {
+		deadline := time.Now().Add(10 * time.Second)
+		for isMounted(mp) && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		// The daemon closes the sidecar after the mount is gone: wait for it
+		// to exit, so that a mount of the same store right after finds the
+		// sidecar and the staging directory free.
+		for pid > 0 && pid != os.Getpid() && !proc.Exited(pid) && time.Now().Before(deadline.Add(20*time.Second)) {
 			time.Sleep(20 * time.Millisecond)
 		}
 		return nil

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tapefs/tapefs/backend/filestore"
+	"github.com/tapefs/tapefs/internal/proc"
 	"gocloud.dev/blob"
 )
 
@@ -246,7 +247,7 @@ func testCrash(t *testing.T, st Store) {
 	}
 	killedAt := time.Now()
 	for _, pid := range pids {
-		if !waitFor(10*time.Second, func() bool { return processGone(pid) }) {
+		if !waitFor(10*time.Second, func() bool { return proc.Exited(pid) }) {
 			t.Fatalf("daemon %d survived SIGKILL", pid)
 		}
 	}
@@ -415,7 +416,7 @@ func TestCrashMidOverwrite(t *testing.T) {
 
 			for _, pid := range daemonPIDs(m.Dir) {
 				syscall.Kill(pid, syscall.SIGKILL)
-				if !waitFor(10*time.Second, func() bool { return processGone(pid) }) {
+				if !waitFor(10*time.Second, func() bool { return proc.Exited(pid) }) {
 					t.Fatalf("daemon %d survived SIGKILL", pid)
 				}
 			}

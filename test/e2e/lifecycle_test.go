@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tapefs/tapefs/internal/proc"
 	"gocloud.dev/blob"
 )
 
@@ -235,7 +236,7 @@ func TestDaemonSIGTERM(t *testing.T) {
 	}
 	m.unmounted = true
 	for _, pid := range pids {
-		if !waitFor(10*time.Second, func() bool { return processGone(pid) }) {
+		if !waitFor(10*time.Second, func() bool { return proc.Exited(pid) }) {
 			t.Errorf("daemon %d still running after SIGTERM", pid)
 		}
 	}
@@ -256,7 +257,7 @@ func TestUnmountAfterDaemonKilled(t *testing.T) {
 		syscall.Kill(pid, syscall.SIGKILL)
 	}
 	for _, pid := range pids {
-		if !waitFor(10*time.Second, func() bool { return processGone(pid) }) {
+		if !waitFor(10*time.Second, func() bool { return proc.Exited(pid) }) {
 			t.Fatalf("daemon %d survived SIGKILL", pid)
 		}
 	}
@@ -325,4 +326,34 @@ func TestEmbeddedDefault(t *testing.T) {
 	}
 	recs := waitIndexed(t, st, key)
 	checkRecord(t, recs[key], c.Tapes[key])
+}
+
+// TestSecondMountSameSidecar: a second mount of a store that would share
+// the first one's sidecar and staging directory (the default for one store)
+// is refused, naming the mount that holds them and the flags that separate
+// them; the first mount keeps working. Once it is unmounted, the same
+// second mount works at once (unmount waits for the daemon to exit).
+func TestSecondMountSameSidecar(t *testing.T) {
+	st := backendNamed(t, "file")
+	first := mountFiles(t, st, map[string][]byte{"a.txt": []byte("a")})
+	second := filepath.Join(t.TempDir(), "mnt")
+	if err := os.Mkdir(second, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	rememberMount(second)
+	r := tapefs(t, st, mountArgs(st, second, true)...)
+	if r.Code == 0 || isMounted(second) {
+		detach(second)
+		t.Fatalf("a second mount sharing the sidecar was allowed:\n%s", r)
+	}
+	for _, want := range []string{"in use by another tapefs mount", first.Dir, "--meta", "--state-dir"} {
+		if !strings.Contains(r.Stderr, want) {
+			t.Errorf("the refusal does not say %q:\n%s", want, r)
+		}
+	}
+	checkMount(t, first, map[string][]byte{"a.txt": []byte("a")})
+
+	first.Unmount(t)
+	m := mount(t, st, at(second))
+	checkMount(t, m, map[string][]byte{"a.txt": []byte("a")})
 }
