@@ -713,8 +713,10 @@ func TestReadSkipsProfileAwaitingRepair(t *testing.T) {
 
 func TestThreeProfilesWriteBackToFasterOnly(t *testing.T) {
 	fast, mid, origin := newFaulty(), newFaulty(), newFaulty()
-	mid.delay.Store(int64(3 * time.Millisecond))
-	origin.delay.Store(int64(8 * time.Millisecond))
+	// Gaps far above the scheduling jitter of a loaded machine (-race, tests
+	// in parallel): the order comes from one timed probe of each.
+	mid.delay.Store(int64(20 * time.Millisecond))
+	origin.delay.Store(int64(60 * time.Millisecond))
 	tr, err := New(ctx, []Profile{{"fast", blob.NewBucket(fast)}, {"mid", blob.NewBucket(mid)},
 		{"origin", blob.NewBucket(origin)}}, Options{})
 	if err != nil {
