@@ -83,6 +83,10 @@ type Layers struct {
 	Profile string
 	// Logger gets a debug record per store operation (with Metrics).
 	Logger *slog.Logger
+	// Unchecked opens the store without checking that it answers: for a
+	// mount that can serve its last listing from the sidecar while the
+	// store is unreachable.
+	Unchecked bool
 }
 
 // Open is OpenWith and no optional layers.
@@ -106,10 +110,12 @@ func OpenWith(ctx context.Context, mux *blob.URLMux, rawURL string, layers Layer
 		}
 		return nil, fmt.Errorf("%w: cannot open %s: %v%s", ErrBadURL, storeurl.Redact(rawURL), cleanErr(err), hint)
 	}
-	ok, err := b.IsAccessible(ctx)
-	if err != nil || !ok {
-		b.Close()
-		return nil, openError(u, rawURL, err)
+	if !layers.Unchecked {
+		ok, err := b.IsAccessible(ctx)
+		if err != nil || !ok {
+			b.Close()
+			return nil, openError(u, rawURL, err)
+		}
 	}
 	out, err := compose(b, layers)
 	if err != nil {

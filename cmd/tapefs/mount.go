@@ -25,6 +25,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/tapefs/tapefs/backend"
 	"github.com/tapefs/tapefs/backend/tier"
 	"github.com/tapefs/tapefs/cache"
 	"github.com/tapefs/tapefs/fsnode"
@@ -292,6 +293,16 @@ func (c *MountCmd) serve(log *slog.Logger, rp *readyPipe) error {
 	}
 	bucket, tr, err := openBucket(openCtx, st)
 	cancel()
+	// A store that does not answer, for a sidecar that has listed it before:
+	// the mount serves that listing and the cached data, and the refresh
+	// picks the store up again once it answers (see offline below).
+	var offline error
+	if errors.Is(err, backend.ErrUnreachable) && !st.tiered() && hasData(st.Meta) {
+		offline = err
+		unchecked := st
+		unchecked.Layers.Unchecked = true
+		bucket, tr, err = openBucket(ctx, unchecked)
+	}
 	if err != nil {
 		return err
 	}
@@ -322,6 +333,14 @@ func (c *MountCmd) serve(log *slog.Logger, rp *readyPipe) error {
 		return err
 	}
 	defer sc.Close()
+	var offlineObjects int64
+	if offline != nil {
+		stats, err := sc.Stats(ctx)
+		if err != nil || stats.Objects == 0 {
+			return offline // nothing listed before: nothing to serve
+		}
+		offlineObjects = stats.Objects
+	}
 	chunks, err := c.openCache(st)
 	if err != nil {
 		return err
@@ -355,14 +374,19 @@ func (c *MountCmd) serve(log *slog.Logger, rp *readyPipe) error {
 			log.Info("uploaded staged files left by an earlier run", "count", n)
 		}
 	}
-	start := time.Now()
-	stopProgress := c.showStartup(rp, &listed, &total)
-	res, err := ix.Reconcile(ctx)
-	stopProgress()
-	if err != nil {
-		return fmt.Errorf("cannot list the store %s: %w", st.Redacted, err)
+	if offline != nil {
+		log.Warn("store unreachable: serving its last listing from the sidecar; reads of data not in the cache fail until it answers, and the refresh (--refresh-interval, tapefs refresh) lists it again",
+			"store", st.Redacted, "objects", offlineObjects, "err", offline)
+	} else {
+		start := time.Now()
+		stopProgress := c.showStartup(rp, &listed, &total)
+		res, err := ix.Reconcile(ctx)
+		stopProgress()
+		if err != nil {
+			return fmt.Errorf("cannot list the store %s: %w", st.Redacted, err)
+		}
+		log.Info("index reconciled", "store", st.Redacted, "took", time.Since(start).Round(time.Millisecond), "listed", res.Listed, "added", res.Added, "changed", res.Changed, "removed", res.Removed, "tapes_indexed", res.TapesIndexed, "invalid", res.InvalidTapes, "skipped", res.Skipped)
 	}
-	log.Info("index reconciled", "store", st.Redacted, "took", time.Since(start).Round(time.Millisecond), "listed", res.Listed, "added", res.Added, "changed", res.Changed, "removed", res.Removed, "tapes_indexed", res.TapesIndexed, "invalid", res.InvalidTapes, "skipped", res.Skipped)
 
 	opts := tree.MountOptions(c.AttrTimeout, c.AttrTimeout, c.AllowOther)
 	server, err := fs.Mount(c.Mountpoint, tree.Root(), opts)
@@ -382,6 +406,12 @@ func (c *MountCmd) serve(log *slog.Logger, rp *readyPipe) error {
 	log.Info("mounted", "mountpoint", c.Mountpoint, "store", st.Redacted, "sidecar", st.Meta)
 	rp.ready(nil)
 	return d.run()
+}
+
+// hasData says whether path is a file with something in it.
+func hasData(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode().IsRegular() && fi.Size() > 0
 }
 
 // openCache opens the read cache, or returns nil when it is off.

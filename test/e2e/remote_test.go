@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -267,6 +268,58 @@ func TestRemoteServerDownRead(t *testing.T) {
 		if e, ok := ls[name]; !ok || e.Size != int64(len(data)) {
 			t.Errorf("ls -l with the server stopped: %q is %+v (listed %v), want %d bytes", name, e, ok, len(data))
 		}
+	}
+
+	st.srv.Start(t)
+	var got string
+	var ok bool
+	if !waitFor(15*time.Second, func() bool { got, ok = catBytes(t, m.Path("dir/unread.jsonl")); return ok }) || got != string(unread.Data) {
+		t.Errorf("after the server came back, dir/unread.jsonl reads %d bytes (ok=%v), want %d", len(got), ok, len(unread.Data))
+	}
+}
+
+// TestRemoteMountWhileServerDown: a store whose sidecar has listed it
+// before mounts while its server is stopped, from that listing: ls -l
+// shows every file, a tape read before is read from the disk cache, and a
+// tape never read fails with EIO within the bound. Once the server is back,
+// the same mount reads it, with no remount. A mount of the same store with
+// a sidecar that never listed it still fails, naming the cause.
+func TestRemoteMountWhileServerDown(t *testing.T) {
+	st, fresh := newS3Pair(t)
+	read, unread := newTape(51, 30), newTape(52, 30)
+	files := map[string][]byte{"dir/read.jsonl": read.Data, "dir/unread.jsonl": unread.Data}
+	m := mountFiles(t, st, files, withArgs("--timeout", "3s"))
+	if got, ok := catBytes(t, m.Path("dir/read.jsonl")); !ok || got != string(read.Data) {
+		t.Fatalf("cannot read dir/read.jsonl while the server is up")
+	}
+	m.Unmount(t)
+	st.srv.Stop(t)
+
+	m = mount(t, st, at(m.Dir), withArgs("--timeout", "3s"))
+	if log := m.logs(); !strings.Contains(log, "serving its last listing from the sidecar") {
+		t.Errorf("the log does not say that the mount serves the sidecar's listing:\n%s", log)
+	}
+	ls := lsDir(t, m.Path("dir"))
+	for key, data := range files {
+		name := strings.TrimPrefix(key, "dir/")
+		if e, ok := ls[name]; !ok || e.Size != int64(len(data)) {
+			t.Errorf("ls -l of a mount made with the server stopped: %q is %+v (listed %v), want %d bytes", name, e, ok, len(data))
+		}
+	}
+	if got, ok := catBytes(t, m.Path("dir/read.jsonl")); !ok || got != string(read.Data) {
+		t.Errorf("a tape read before is not readable from the disk cache (ok=%v, %d bytes)", ok, len(got))
+	}
+	if took := failsWithEIO(t, "read of a tape never read, with the server stopped", "cat", m.Path("dir/unread.jsonl")); took > 30*time.Second {
+		t.Errorf("the read took %s (--timeout 3s)", took)
+	}
+	dir := filepath.Join(t.TempDir(), "mnt")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	rememberMount(dir)
+	if r := tapefs(t, fresh, mountArgs(fresh, dir, true, "--timeout", "3s")...); r.Code == 0 || !strings.Contains(r.Stderr, "unreachable") {
+		detach(dir)
+		t.Errorf("a mount with a sidecar that never listed the store, with the server stopped: want it refused as unreachable\n%s", r)
 	}
 
 	st.srv.Start(t)
