@@ -161,6 +161,10 @@ func openError(u *url.URL, rawURL string, err error) error {
 			why = code + ": " + msg
 		}
 		return fmt.Errorf("%w to %s at %s: %s (check the credentials: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the profile in use)", ErrAccessDenied, bucket, storeurl.Redact(rawURL), why)
+	case code == "InvalidBucketName" || code == "AuthorizationHeaderMalformed" || code == "PermanentRedirect" ||
+		code == "IllegalLocationConstraintException" || code == "InvalidURI":
+		// The server answered, and no retry or wait changes its answer.
+		return fmt.Errorf("%w: %s at %s: %s: %s (correct the bucket name, the region or the endpoint in the URL)", ErrBadURL, bucket, storeurl.Redact(rawURL), code, msg)
 	case code != "":
 		return fmt.Errorf("%w: %s at %s: %s: %s (check the URL and that the server is running)", ErrUnreachable, bucket, storeurl.Redact(rawURL), code, msg)
 	}

@@ -424,6 +424,8 @@ func TestS3PermanentErrors(t *testing.T) {
 	}{
 		{name: "no such bucket", url: strings.Replace(good, "s3://"+s.BucketName+"?", "s3://no-such-bucket-here?", 1),
 			env: s.Env(), wantAll: []string{`bucket "no-such-bucket-here" does not exist`}, wantAny: []string{"create it"}},
+		{name: "invalid bucket name", url: strings.Replace(good, "s3://"+s.BucketName+"?", "s3://ab?", 1),
+			env: s.Env(), wantAll: []string{"bad store URL", `bucket "ab"`, "InvalidBucketName"}, wantAny: []string{"correct the bucket name"}},
 		{name: "wrong secret key", url: good,
 			env:     append(append([]string{}, s.Env()...), "AWS_SECRET_ACCESS_KEY=wrong-secret-0xfeedface"),
 			wantAll: []string{`access denied to bucket "` + s.BucketName + `"`, "AWS_SECRET_ACCESS_KEY"}, wantAny: []string{"signature"}},
