@@ -95,9 +95,6 @@ func (n *dirNode) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrO
 		e = de
 	}
 	n.fsys.fillAttr(e, &out.Attr)
-	if p == "" {
-		out.Attr.Ino = 1
-	}
 	return 0
 }
 

@@ -172,11 +172,20 @@ func (h *dirHandle) load(ctx context.Context) syscall.Errno {
 	return 0
 }
 
+// Readdirent gives "." and ".." first (positions 0 and 1), then the
+// listing.
 func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
-	if h.pos >= len(h.ents) {
+	if h.pos < len(dotNames) {
+		de := dotEntries(h.node.EmbeddedInode())[h.pos]
+		h.pos++
+		de.Off = uint64(h.pos)
+		return &de, 0
+	}
+	i := h.pos - len(dotNames)
+	if i >= len(h.ents) {
 		return nil, 0
 	}
-	e := h.ents[h.pos]
+	e := h.ents[i]
 	h.pos++
 	de := &fuse.DirEntry{Name: e.Name, Mode: fuse.S_IFREG, Ino: uint64(e.ID), Off: uint64(h.pos)}
 	if e.IsDir {
@@ -186,8 +195,25 @@ func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Err
 }
 
 func (h *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
-	h.pos = int(min(off, uint64(len(h.ents))))
+	h.pos = int(min(off, uint64(len(h.ents)+len(dotNames))))
 	return 0
+}
+
+// dotNames are the entries every directory listing starts with, as on a
+// local disk (ls -a shows them; the kernel does not add them itself).
+var dotNames = [...]string{".", ".."}
+
+// dotEntries are the "." and ".." entries of the directory n: n itself and
+// its parent (n again for the root).
+func dotEntries(n *fs.Inode) []fuse.DirEntry {
+	parent := n
+	if _, p := n.Parent(); p != nil {
+		parent = p
+	}
+	return []fuse.DirEntry{
+		{Name: dotNames[0], Mode: fuse.S_IFDIR, Ino: n.StableAttr().Ino},
+		{Name: dotNames[1], Mode: fuse.S_IFDIR, Ino: parent.StableAttr().Ino},
+	}
 }
 
 func (h *dirHandle) Releasedir(ctx context.Context, releaseFlags uint32) {

@@ -46,6 +46,10 @@ type Options struct {
 // dirInoBase keeps directory inode numbers apart from object row ids.
 const dirInoBase = 1 << 48
 
+// rootIno is the root directory's inode number: directory ID 0, which the
+// sidecar never gives out.
+const rootIno = dirInoBase
+
 // FS is one mounted tree.
 type FS struct {
 	opts    Options
@@ -176,6 +180,10 @@ func (f *FS) MountOptions(entryTimeout, attrTimeout time.Duration, allowOther bo
 		NegativeTimeout: &neg,
 		UID:             f.uid,
 		GID:             f.gid,
+		// The root's inode number is one no object or directory has (their
+		// IDs start at 1): stat showed 0, which ls -i prints as "?", and
+		// tools that tell files apart by inode number need it unique.
+		RootStableAttr: &fs.StableAttr{Ino: rootIno},
 	}
 	o.MountOptions = fuse.MountOptions{
 		FsName:       "tapefs",

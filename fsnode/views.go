@@ -229,7 +229,8 @@ func (n *viewNode) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
 	if errno != 0 {
 		return nil, errno
 	}
-	list := make([]fuse.DirEntry, 0, len(ents))
+	list := make([]fuse.DirEntry, 0, len(ents)+2)
+	list = append(list, dotEntries(n.EmbeddedInode())...)
 	for _, e := range ents {
 		if e.isDir {
 			list = append(list, fuse.DirEntry{Name: e.name, Mode: fuse.S_IFDIR, Ino: e.dir.ino()})

@@ -118,6 +118,41 @@ func TestListing(t *testing.T) {
 	})
 }
 
+// TestDotEntries: every directory lists "." and ".." first, as on a local
+// disk, with the inode numbers that stat gives them; and no two paths of the
+// mount share an inode number (the root had 0, which ls -i prints as "?").
+func TestDotEntries(t *testing.T) {
+	c := newCorpus(t)
+	st := backendNamed(t, "file")
+	m := mountFiles(t, st, c.Files)
+	for _, dir := range []string{m.Dir, m.Path("v1"), m.Path(".by"), m.Path(".by/status")} {
+		if _, err := os.Stat(dir); err != nil {
+			t.Errorf("stat %s: %v", dir, err)
+			continue
+		}
+		names := strings.Fields(run(t, "ls", "-a", "-U", dir))
+		if len(names) < 2 || names[0] != "." || names[1] != ".." {
+			t.Errorf("ls -a %s starts with %q, want . and ..", dir, names[:min(len(names), 3)])
+		}
+		dots := strings.Fields(run(t, "ls", "-aid", dir+"/.", dir+"/.."))
+		stat := strings.Fields(run(t, "stat", "-c", "%i", dir+"/.", dir+"/.."))
+		if len(dots) != 4 || len(stat) != 2 || dots[0] != stat[0] || dots[2] != stat[1] {
+			t.Errorf("%s: ls -i of . and .. says %q, stat says %q", dir, dots, stat)
+		}
+	}
+	seen := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(run(t, "find", m.Dir, "-printf", "%i %p\n")), "\n") {
+		ino, p, _ := strings.Cut(line, " ")
+		if ino == "0" {
+			t.Errorf("%s has inode number 0", p)
+		}
+		if other, ok := seen[ino]; ok {
+			t.Errorf("%s and %s share inode number %s", p, other, ino)
+		}
+		seen[ino] = p
+	}
+}
+
 // TestReadBytes: cat and cmp return every kind of file byte for byte.
 func TestReadBytes(t *testing.T) {
 	c := newCorpus(t)
