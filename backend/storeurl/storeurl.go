@@ -59,5 +59,10 @@ func Redact(rawURL string) string {
 	if changed {
 		u.RawQuery = q.Encode()
 	}
+	// A store URL has no use for a fragment, and what follows a stray "#"
+	// (a SAS token pasted after one, say) is not parsed as parameters.
+	if u.Fragment != "" || u.RawFragment != "" {
+		u.Fragment, u.RawFragment = "REDACTED", ""
+	}
 	return u.String()
 }
