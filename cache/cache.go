@@ -8,9 +8,11 @@ package cache
 import (
 	"container/list"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -38,6 +40,7 @@ type Disk struct {
 	writing int64
 
 	hits, misses, evictions atomic.Int64
+	damaged                 atomic.Int64 // chunk files whose trailer did not match
 	lowSpace                atomic.Int64 // Puts skipped for lack of free space
 }
 
@@ -104,7 +107,37 @@ func (d *Disk) path(name string) string {
 	return filepath.Join(d.dir, name[:2], name)
 }
 
-// Get returns the cached chunk, if present.
+// A chunk's file is its bytes, then a trailer: their CRC-32C and a magic
+// number. Get serves only chunks whose trailer matches, so a file damaged
+// on the disk (a flipped bit, a truncation, an entry of an older format)
+// is a miss, and the chunk is read from the store again.
+const trailerLen = 8
+
+var (
+	trailerMagic = [4]byte{'t', 'f', 'c', '1'}
+	castagnoli   = crc32.MakeTable(crc32.Castagnoli)
+)
+
+// withTrailer is data followed by its trailer.
+func withTrailer(data []byte) []byte {
+	b := make([]byte, len(data)+trailerLen)
+	copy(b, data)
+	binary.BigEndian.PutUint32(b[len(data):], crc32.Checksum(data, castagnoli))
+	copy(b[len(data)+4:], trailerMagic[:])
+	return b
+}
+
+// verified is the data of a chunk file b, or false when its trailer does
+// not match it.
+func verified(b []byte) ([]byte, bool) {
+	n := len(b) - trailerLen
+	if n < 0 || [4]byte(b[n+4:]) != trailerMagic || binary.BigEndian.Uint32(b[n:]) != crc32.Checksum(b[:n], castagnoli) {
+		return nil, false
+	}
+	return b[:n], true
+}
+
+// Get returns the cached chunk, if present and intact.
 func (d *Disk) Get(name string) ([]byte, bool) {
 	d.mu.Lock()
 	el, ok := d.index[name]
@@ -117,13 +150,17 @@ func (d *Disk) Get(name string) ([]byte, bool) {
 		return nil, false
 	}
 	b, err := os.ReadFile(d.path(name))
-	if err != nil {
+	data, intact := verified(b)
+	if err != nil || !intact {
+		if err == nil {
+			d.damaged.Add(1)
+		}
 		d.remove(name)
 		d.misses.Add(1)
 		return nil, false
 	}
 	d.hits.Add(1)
-	return b, true
+	return data, true
 }
 
 // Has says whether the chunk is cached, without reading it.
@@ -138,7 +175,7 @@ func (d *Disk) Has(name string) bool {
 // the bounds. A failure to write only means no caching; so does
 // ErrLowSpace, which says why.
 func (d *Disk) Put(name string, data []byte) error {
-	n := int64(len(data))
+	n := int64(len(data) + trailerLen)
 	if n > d.max {
 		return nil
 	}
@@ -157,7 +194,7 @@ func (d *Disk) Put(name string, data []byte) error {
 		return ErrLowSpace
 	}
 	d.mu.Unlock()
-	err := d.write(name, data)
+	err := d.write(name, withTrailer(data))
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.writing -= n
@@ -275,6 +312,7 @@ type Stats struct {
 	Evictions int64  `json:"evictions"`
 	MinFree   int64  `json:"min_free"`
 	LowSpace  int64  `json:"skipped_low_space"` // chunks not cached for lack of free space
+	Damaged   int64  `json:"damaged"`           // chunk files found damaged, and dropped
 }
 
 // Stats reports the cache's size and counters.
@@ -283,5 +321,5 @@ func (d *Disk) Stats() Stats {
 	defer d.mu.Unlock()
 	return Stats{Dir: d.dir, Bytes: d.size, MaxBytes: d.max, Entries: len(d.index),
 		Hits: d.hits.Load(), Misses: d.misses.Load(), Evictions: d.evictions.Load(),
-		MinFree: d.minFree, LowSpace: d.lowSpace.Load()}
+		MinFree: d.minFree, LowSpace: d.lowSpace.Load(), Damaged: d.damaged.Load()}
 }

@@ -28,7 +28,8 @@ func TestBoundAndLRU(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	chunk := func(b byte) []byte { return bytes.Repeat([]byte{b}, 1000) }
+	// 1000 bytes in the cache each, with the trailer.
+	chunk := func(b byte) []byte { return bytes.Repeat([]byte{b}, 1000-trailerLen) }
 	for i := 0; i < 3; i++ {
 		if err := d.Put(Name("k", "e1", int64(i)), chunk(byte(i))); err != nil {
 			t.Fatal(err)
@@ -71,7 +72,7 @@ func TestReopenKeepsEntriesWithinBound(t *testing.T) {
 	dir := t.TempDir()
 	d, _ := Open(dir, 10000, 0)
 	for i := 0; i < 5; i++ {
-		d.Put(Name("k", "e", int64(i)), make([]byte, 1000))
+		d.Put(Name("k", "e", int64(i)), make([]byte, 1000-trailerLen))
 	}
 	d2, err := Open(dir, 2500, 0)
 	if err != nil {
@@ -118,7 +119,7 @@ func TestBoundWithConcurrentPuts(t *testing.T) {
 		go func(g int) {
 			defer wg.Done()
 			for i := 0; i < 20; i++ {
-				d.Put(Name(fmt.Sprint("k", g), "e", int64(i)), bytes.Repeat([]byte{byte(g)}, chunk))
+				d.Put(Name(fmt.Sprint("k", g), "e", int64(i)), bytes.Repeat([]byte{byte(g)}, chunk-trailerLen))
 			}
 		}(g)
 	}
@@ -149,7 +150,7 @@ func TestMinFree(t *testing.T) {
 	}
 	var disk int64 = 5000 // free bytes of the pretend disk, less what the cache holds
 	d.free = func(string) (int64, error) { return disk - d.size, nil }
-	chunk := bytes.Repeat([]byte{1}, 1000)
+	chunk := bytes.Repeat([]byte{1}, 1000-trailerLen) // 1000 bytes on the disk
 	for i := range 4 {
 		if err := d.Put(Name("k", "e", int64(i)), chunk); err != nil {
 			t.Fatalf("put %d: %v", i, err)
@@ -170,5 +171,49 @@ func TestMinFree(t *testing.T) {
 	}
 	if st := d.Stats(); st.Entries != 0 || st.LowSpace != 1 {
 		t.Errorf("stats = %+v, want an emptied cache and 1 put skipped", st)
+	}
+}
+
+// A chunk file damaged on the disk (a flipped byte, a truncation, a file
+// without the trailer) is a miss, counted, and dropped: never served.
+func TestDamagedChunkIsAMiss(t *testing.T) {
+	d, err := Open(t.TempDir(), 1<<20, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := bytes.Repeat([]byte("tape bytes "), 100)
+	damage := map[string]func(b []byte) []byte{
+		"flipped byte":  func(b []byte) []byte { b[17] ^= 1; return b },
+		"truncated":     func(b []byte) []byte { return b[:len(b)/2] },
+		"no trailer":    func(b []byte) []byte { return b[:len(b)-trailerLen] },
+		"empty":         func(b []byte) []byte { return nil },
+		"trailer moved": func(b []byte) []byte { return append([]byte("x"), b...) },
+	}
+	i := int64(0)
+	for what, f := range damage {
+		name := Name("k", "e", i)
+		i++
+		if err := d.Put(name, data); err != nil {
+			t.Fatal(err)
+		}
+		if got, ok := d.Get(name); !ok || !bytes.Equal(got, data) {
+			t.Fatalf("%s: the intact chunk is not served", what)
+		}
+		b, err := os.ReadFile(d.path(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(d.path(name), f(b), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if got, ok := d.Get(name); ok {
+			t.Errorf("%s: served %d bytes of a damaged chunk file", what, len(got))
+		}
+		if d.Has(name) {
+			t.Errorf("%s: the damaged chunk is still indexed", what)
+		}
+	}
+	if st := d.Stats(); st.Damaged != int64(len(damage)) {
+		t.Errorf("stats = %+v, want %d damaged", st, len(damage))
 	}
 }

@@ -50,6 +50,9 @@ func (c *StatusCmd) Run(g *Globals, log *slog.Logger) error {
 		fmt.Printf("  uploads:  %d (%d bytes), %d failed attempts\n", rep.Store.Uploads, rep.Store.UploadBytes, rep.Store.UploadErrors)
 		if c := rep.Cache; c != nil {
 			fmt.Printf("  cache:    %d of %d bytes in %s, %d hits, %d misses, %d evictions\n", c.Bytes, c.MaxBytes, c.Dir, c.Hits, c.Misses, c.Evictions)
+			if c.Damaged > 0 {
+				fmt.Printf("            %d damaged chunk files dropped and read from the store again\n", c.Damaged)
+			}
 			if c.LowSpace > 0 {
 				fmt.Printf("            %d chunks not cached: the disk had less than --cache-min-free (%d bytes) free\n", c.LowSpace, c.MinFree)
 			}

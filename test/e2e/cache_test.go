@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -52,6 +53,44 @@ func TestStaleCacheNeverServed(t *testing.T) {
 	m = m.Remount(t, withArgs("--cache-dir", st.Dirs().Cache))
 	if got, err := os.ReadFile(m.Path("team/t.jsonl")); err != nil || !bytes.Equal(got, changed) {
 		t.Fatalf("after a remount: %v, %s", err, sameBytes(got, changed))
+	}
+}
+
+// TestDamagedCacheNeverServed: chunk files of the disk cache damaged on the
+// disk (a byte flipped in each) are never served: the next read, after the
+// page cache is dropped, returns the tape's real bytes from the store, and
+// tapefs status counts the damaged files.
+func TestDamagedCacheNeverServed(t *testing.T) {
+	st := backendNamed(t, "s3")
+	data := bigTape(3 << 20).Data
+	m := mountFiles(t, st, map[string][]byte{"t.jsonl": data}, withArgs("--cache-dir", st.Dirs().Cache))
+	if got, err := os.ReadFile(m.Path("t.jsonl")); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("first read: %v", err)
+	}
+	damaged := 0
+	filepath.WalkDir(st.Dirs().Cache, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil || len(b) < 100 {
+			return nil
+		}
+		b[50] ^= 0x20
+		if os.WriteFile(p, b, 0o600) == nil {
+			damaged++
+		}
+		return nil
+	})
+	if damaged == 0 {
+		t.Fatal("nothing in the disk cache: the test would prove nothing")
+	}
+	run(t, "sh", "-c", "echo 3 > /proc/sys/vm/drop_caches")
+	if got, err := os.ReadFile(m.Path("t.jsonl")); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read after %d cache files were damaged: %v, %s", damaged, err, sameBytes(got, data))
+	}
+	if out := run(t, tapefsBin, "status"); !strings.Contains(out, "damaged chunk files dropped") {
+		t.Errorf("tapefs status does not count the damaged cache files:\n%s", out)
 	}
 }
 
