@@ -118,20 +118,19 @@ var (
 	castagnoli   = crc32.MakeTable(crc32.Castagnoli)
 )
 
-// withTrailer is data followed by its trailer.
-func withTrailer(data []byte) []byte {
-	b := make([]byte, len(data)+trailerLen)
-	copy(b, data)
-	binary.BigEndian.PutUint32(b[len(data):], crc32.Checksum(data, castagnoli))
-	copy(b[len(data)+4:], trailerMagic[:])
-	return b
+// trailer is the trailer of data.
+func trailer(data []byte) [trailerLen]byte {
+	var t [trailerLen]byte
+	binary.BigEndian.PutUint32(t[:4], crc32.Checksum(data, castagnoli))
+	copy(t[4:], trailerMagic[:])
+	return t
 }
 
 // verified is the data of a chunk file b, or false when its trailer does
 // not match it.
 func verified(b []byte) ([]byte, bool) {
 	n := len(b) - trailerLen
-	if n < 0 || [4]byte(b[n+4:]) != trailerMagic || binary.BigEndian.Uint32(b[n:]) != crc32.Checksum(b[:n], castagnoli) {
+	if n < 0 || [trailerLen]byte(b[n:]) != trailer(b[:n]) {
 		return nil, false
 	}
 	return b[:n], true
@@ -194,7 +193,7 @@ func (d *Disk) Put(name string, data []byte) error {
 		return ErrLowSpace
 	}
 	d.mu.Unlock()
-	err := d.write(name, withTrailer(data))
+	err := d.write(name, data)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.writing -= n
@@ -213,14 +212,27 @@ func (d *Disk) Put(name string, data []byte) error {
 	return nil
 }
 
-// write puts the chunk's file in place through a temporary name.
+// write puts the chunk's file (data, then its trailer) in place through a
+// temporary name. The trailer is a second write, not a copy of the chunk.
 func (d *Disk) write(name string, data []byte) error {
 	p := d.path(name)
 	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 		return err
 	}
 	tmp := p + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	t := trailer(data)
+	_, err = f.Write(data)
+	if err == nil {
+		_, err = f.Write(t[:])
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		os.Remove(tmp)
 		return err
 	}
