@@ -27,20 +27,27 @@ func writeMountInfo(mi mountInfo) error {
 	return os.WriteFile(infoPath(mi.Mountpoint), b, 0o600)
 }
 
+// readMountInfo is the info the mount at mountpoint left, if any.
+func readMountInfo(mountpoint string) (mountInfo, bool) {
+	return readMountInfoFile(infoPath(mountpoint))
+}
+
 func readMountInfos() []mountInfo {
 	paths, _ := filepath.Glob(filepath.Join(runDir(), "*.json"))
 	var out []mountInfo
 	for _, p := range paths {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			continue
-		}
-		var mi mountInfo
-		if json.Unmarshal(b, &mi) == nil && mi.Mountpoint != "" {
+		if mi, ok := readMountInfoFile(p); ok {
 			out = append(out, mi)
 		}
 	}
 	return out
+}
+
+func readMountInfoFile(path string) (mountInfo, bool) {
+	var mi mountInfo
+	b, err := os.ReadFile(path)
+	ok := err == nil && json.Unmarshal(b, &mi) == nil && mi.Mountpoint != ""
+	return mi, ok
 }
 
 func removeMountInfo(mountpoint string) {

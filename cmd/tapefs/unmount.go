@@ -34,12 +34,8 @@ func (c *UnmountCmd) Run(g *Globals, log *slog.Logger) error {
 	if c.Lazy {
 		q = "?lazy=1"
 	}
-	pid := 0
-	for _, mi := range readMountInfos() {
-		if mi.Mountpoint == mp {
-			pid = mi.PID
-		}
-	}
+	mi, _ := readMountInfo(mp)
+	pid := mi.PID
 	cerr := callControl(mp, "POST", "/unmount"+q, c.Timeout, nil)
 	if cerr == nil {
 		deadline := time.Now().Add(10 * time.Second)
