@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
@@ -93,7 +94,8 @@ func idleDial(dial func(ctx context.Context, network, addr string) (net.Conn, er
 // such bound by default, so a server that stops answering held a close for
 // the whole upload timeout. The client also does not log, at WARN, every
 // whole read of an object uploaded in parts (which has no whole-object
-// checksum to validate).
+// checksum to validate), and sends uploads to a loopback endpoint unsigned
+// (unsignedLoopbackPayload).
 type s3Opener struct{ idle time.Duration }
 
 func (o s3Opener) OpenBucketURL(ctx context.Context, u *url.URL) (*blob.Bucket, error) {
@@ -117,6 +119,9 @@ func (o s3Opener) OpenBucketURL(ctx context.Context, u *url.URL) (*blob.Bucket, 
 		// checksum to validate; the SDK would log "Skipped validation of
 		// multipart checksum" at WARN for every such read of a tape.
 		so.DisableLogOutputChecksumValidationSkipped = true
+		if so.RequestChecksumCalculation == aws.RequestChecksumCalculationWhenSupported {
+			so.APIOptions = append(so.APIOptions, unsignedLoopbackPayload)
+		}
 		if bc, ok := so.HTTPClient.(*awshttp.BuildableClient); ok {
 			so.HTTPClient = bc.WithTransportOptions(func(t *http.Transport) {
 				t.DialContext = idleDial(t.DialContext, o.idle)
