@@ -44,6 +44,14 @@ type dirAhead struct {
 	ents     []meta.Entry   // dir's files by name, read when read-ahead began
 	done     map[string]int // by extension: ents[:done] were handed to start
 	inflight map[string]*aheadFetch
+
+	// The last listing read, kept for the next run in the same directory
+	// while nothing changed the sidecar's tree (FS.epoch): a warm grep
+	// over a directory starts a run each time, and reading the sidecar's
+	// listing of 2,000 tapes again was a twentieth of the daemon's time.
+	listedDir   string
+	listedEpoch uint64
+	listed      []meta.Entry
 }
 
 // aheadFetch is the fetch of one file's head, queued or running.
@@ -98,12 +106,18 @@ func (a *dirAhead) opened(e meta.Entry) {
 	if a.ents == nil {
 		// The listing is read without the lock, which every open and
 		// every read of a head takes.
-		a.mu.Unlock()
-		files, err := a.listFiles(dir)
-		a.mu.Lock()
-		if err != nil || a.dir != dir {
+		epoch := a.f.epoch.Load() // before the listing: a change after it makes it stale
+		files, ok := a.listed, a.listedDir == dir && a.listedEpoch == epoch && a.listed != nil
+		if !ok {
 			a.mu.Unlock()
-			return
+			var err error
+			files, err = a.listFiles(dir)
+			a.mu.Lock()
+			if err != nil || a.dir != dir {
+				a.mu.Unlock()
+				return
+			}
+			a.listedDir, a.listedEpoch, a.listed = dir, epoch, files
 		}
 		a.ents = files
 	}

@@ -271,3 +271,47 @@ func TestDirAheadReaderTakesQueuedFetch(t *testing.T) {
 		t.Errorf("%s, fetched ahead, was read %d times, want 1", ents[3+aheadParallel+1].Key, n)
 	}
 }
+
+// TestDirAheadKeepsListing: a new run in the same directory uses the listing
+// the last run read while nothing changed the tree (a warm grep reads none),
+// and reads it again after a change, so a tape added since is fetched ahead.
+func TestDirAheadKeepsListing(t *testing.T) {
+	ctx := t.Context()
+	sc, dc := aheadStores(t)
+	b := memblob.OpenBucket(nil)
+	ents := smallTapes(t, sc, b, 6)
+	f := New(Options{Bucket: b, Sidecar: sc, Read: ReadOptions{Cache: dc}})
+	t.Cleanup(f.ahead.wg.Wait)
+	run := func() {
+		t.Helper()
+		for i := range 3 {
+			if _, err := aheadRead(ctx, f, b, ents[i]); err != nil {
+				t.Fatalf("%s: %v", ents[i].Key, err)
+			}
+		}
+		f.ahead.wg.Wait()
+	}
+	run()
+	// A tape the sidecar gains without a change the mount made or saw (no
+	// epoch): the next run goes by the listing it kept.
+	const key = "d/t002a.jsonl"
+	if err := b.WriteAll(ctx, key, []byte("{}\n"), nil); err != nil {
+		t.Fatal(err)
+	}
+	o, err := sc.PutObject(ctx, meta.Object{Key: key, Size: 3, ModTime: time.Unix(1700000000, 0), ETag: "new"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fetched := func() bool {
+		return dc.Has(cache.Name(key, version(meta.Entry{ID: o.ID, ETag: o.ETag, Size: o.Size, ModTime: o.ModTime}), 0))
+	}
+	run()
+	if fetched() {
+		t.Fatal("a second run read the directory's listing again though nothing changed")
+	}
+	f.changed()
+	run()
+	if !fetched() {
+		t.Error("after a change, a run did not read the listing again: the new tape was not fetched ahead")
+	}
+}
