@@ -17,6 +17,12 @@ make -s deps DEB_PACKAGES="rclone fuse3"
 
 TAPES=${TAPES:-2000}
 LARGE=${LARGE:-200MiB}
+# A warm row is the median of WARM runs and a copy row the median of COPIES
+# copies: one run of either moved by a third from one run of the script to
+# the next on a 2-core VM. A cold row is one run (each needs its own
+# drop_caches, and rclone's cold grep takes seconds).
+WARM=${WARM:-5}
+COPIES=${COPIES:-3}
 PORT=${PORT:-$((20000 + RANDOM % 20000))}
 WORK=$(mktemp -d /tmp/tapefs-bench.XXXXXX)
 export AWS_ACCESS_KEY_ID=benchkey AWS_SECRET_ACCESS_KEY=benchsecret AWS_REGION=us-east-1
@@ -82,6 +88,12 @@ t() {
   echo "$e - $s" | bc -l
 }
 
+# median: the median of the numbers on stdin, one per line.
+median() { sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
+
+# tw CMD...: the median time of WARM runs of CMD.
+tw() { for _ in $(seq "$WARM"); do t "$@"; done | median; }
+
 mount_tapefs() {
   "$BIN/tapefs" mount "$WORK/mnt/tapefs" --backend "$S3URL" --daemon --cache-dir "$WORK/cache-tapefs" --cache-max-size 2GiB
 }
@@ -94,15 +106,16 @@ mount_rclone() {
   for _ in $(seq 100); do mountpoint -q "$WORK/mnt/rclone" && break; sleep 0.1; done
 }
 
-# copy_in NAME SRC DST STORED: copies SRC to DST and sets two times from that
-# one copy: R[NAME,copy_in], until cp returns (after close), and
-# R[NAME,copy_in_stored], until STORED (the object's file in the S3 server's
-# directory, or DST on local disk) holds all of SRC's bytes, i.e. until
-# other clients of the bucket can read the copy. tapefs returns from close
-# only after the upload; rclone returns before it and uploads in the
-# background. versitygw makes an object visible only when it is complete.
-copy_in() {
-  local name=$1 src=$2 dst=$3 stored=$4 want s e1 e2
+# copy_once SRC DST STORED: copies SRC to DST and prints two times from that
+# one copy: until cp returns (after close), and until STORED (the object's
+# file in the S3 server's directory, or DST on local disk) holds all of
+# SRC's bytes, i.e. until other clients of the bucket can read the copy.
+# tapefs returns from close only after the upload; rclone returns before it
+# and uploads in the background. versitygw makes an object visible only
+# when it is complete. DST is removed after, and the next copy starts once
+# STORED is gone.
+copy_once() {
+  local src=$1 dst=$2 stored=$3 want s e1 e2
   want=$(stat -c %s "$src")
   s=$(date +%s.%N)
   cp "$src" "$dst" 2>"$WORK/t.err" || echo "warning: cp $src $dst failed: $(tail -n 1 "$WORK/t.err")" >&2
@@ -113,8 +126,21 @@ copy_in() {
   done
   e2=$(date +%s.%N)
   [ "$(stat -c %s "$stored" 2>/dev/null)" = "$want" ] || echo "warning: $stored never held the $want bytes of $src" >&2
-  R[$name,copy_in]=$(echo "$e1 - $s" | bc -l)
-  R[$name,copy_in_stored]=$(echo "$e2 - $s" | bc -l)
+  echo "$(echo "$e1 - $s" | bc -l) $(echo "$e2 - $s" | bc -l)"
+  rm -f "$dst"
+  for _ in $(seq 2000); do [ -e "$stored" ] || break; sleep 0.005; done
+  # As the cold rows start after drop_caches: without it, the writeback of
+  # what came before lands on whichever copy runs next.
+  sync
+}
+
+# copy_in NAME SRC DST STORED: sets R[NAME,copy_in] and
+# R[NAME,copy_in_stored], each the median of COPIES copies (copy_once).
+copy_in() {
+  local name=$1 times
+  times=$(for _ in $(seq "$COPIES"); do copy_once "$2" "$3" "$4"; done)
+  R[$name,copy_in]=$(awk '{print $1}' <<<"$times" | median)
+  R[$name,copy_in_stored]=$(awk '{print $2}' <<<"$times" | median)
 }
 
 declare -A R
@@ -122,13 +148,13 @@ run_suite() { # name dir stored-dir
   local name=$1 dir=$2 stored=$3
   drop_caches
   R[$name,ls_cold]=$(t ls -l "$dir")
-  R[$name,ls_warm]=$(t ls -l "$dir")
+  R[$name,ls_warm]=$(tw ls -l "$dir")
   drop_caches
   R[$name,grep_cold]=$(t sh -c "cd '$dir' && grep -l '\"tools/call\"' *.jsonl")
-  R[$name,grep_warm]=$(t sh -c "cd '$dir' && grep -l '\"tools/call\"' *.jsonl")
+  R[$name,grep_warm]=$(tw sh -c "cd '$dir' && grep -l '\"tools/call\"' *.jsonl")
   drop_caches
   R[$name,read_cold]=$(t cat "$dir/$LARGE_KEY")
-  R[$name,read_warm]=$(t cat "$dir/$LARGE_KEY")
+  R[$name,read_warm]=$(tw cat "$dir/$LARGE_KEY")
   # As the cold rows start after drop_caches: without it, the writeback of
   # what the rows before wrote (the cold read's disk cache, the previous
   # copy) lands on whichever copy runs next, the S3 server's included.
@@ -160,6 +186,7 @@ R[local,remount]=0
 size_mib=$(( $(stat -c %s "$WORK/local/$LARGE_KEY") / 1048576 ))
 printf '\n%d tapes (%d objects, %s), large tape %d MiB, S3 server versitygw on loopback\n' \
   "$TAPES" "$(find "$WORK/local" -type f | wc -l)" "$(du -sh "$WORK/local" | cut -f1)" "$size_mib"
+printf 'cold rows: one run each; warm rows: median of %d runs; copy rows: median of %d copies\n' "$WARM" "$COPIES"
 printf '%-22s %10s %10s %10s %14s %14s\n' "operation" "local s" "tapefs s" "rclone s" "rclone/tapefs" "tapefs/local"
 for op in mount remount ls_cold ls_warm grep_cold grep_warm read_cold read_warm copy_in copy_in_stored; do
   l=${R[local,$op]}; a=${R[tapefs,$op]}; b=${R[rclone,$op]}
