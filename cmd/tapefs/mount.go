@@ -21,7 +21,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -389,7 +388,7 @@ func (c *MountCmd) serve(log *slog.Logger, rp *readyPipe) error {
 	}
 
 	opts := tree.MountOptions(c.AttrTimeout, c.AttrTimeout, c.AllowOther)
-	server, err := fs.Mount(c.Mountpoint, tree.Root(), opts)
+	server, err := mountWithIdleProcs(c.Mountpoint, tree.Root(), opts)
 	if err != nil {
 		return fmt.Errorf("cannot mount on %s: %w", c.Mountpoint, err)
 	}
