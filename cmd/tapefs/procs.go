@@ -1,3 +1,5 @@
+//go:build !tapefs_lite
+
 package main
 
 import (
