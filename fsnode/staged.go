@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -63,10 +64,17 @@ type journalEntry struct {
 
 // Staging owns the staging directory.
 type Staging struct {
-	dir  string
-	seq  atomic.Int64
-	lock *os.File // held for the life of the process, see Lock
+	dir string
+	seq atomic.Int64
+	log *slog.Logger // may be nil
+
+	mu    sync.Mutex // guards lock and owner, and serializes recreate
+	lock  *os.File   // held for the life of the process, see Lock
+	owner string     // who holds it, as Lock was told
 }
+
+// SetLogger gives s a logger for what it does on its own (recreate).
+func (s *Staging) SetLogger(l *slog.Logger) { s.log = l }
 
 // ErrStagingBusy is what Lock returns when another process holds the
 // staging directory.
@@ -80,13 +88,26 @@ const lockWait = 3 * time.Second
 // then gets. Two mounts sharing one would take each other's staged files
 // for leftovers of a crash: upload them, or drop their data.
 func (s *Staging) Lock(owner string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, err := s.takeLock(owner, lockWait)
+	if err != nil {
+		return err
+	}
+	s.lock, s.owner = f, owner
+	return nil
+}
+
+// takeLock opens the staging directory's lock file and locks it, waiting up
+// to wait for another process to let go, and writes owner into it.
+func (s *Staging) takeLock(owner string, wait time.Duration) (*os.File, error) {
 	f, err := os.OpenFile(filepath.Join(s.dir, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
-		return fmt.Errorf("cannot lock the staging directory %s: %w", s.dir, err)
+		return nil, fmt.Errorf("cannot lock the staging directory %s: %w", s.dir, err)
 	}
 	// A mount of the same store just unmounted may still be closing.
 	err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-	for deadline := time.Now().Add(lockWait); errors.Is(err, syscall.EWOULDBLOCK) && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(wait); errors.Is(err, syscall.EWOULDBLOCK) && time.Now().Before(deadline); {
 		time.Sleep(50 * time.Millisecond)
 		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 	}
@@ -94,16 +115,50 @@ func (s *Staging) Lock(owner string) error {
 		holder, _ := io.ReadAll(io.LimitReader(f, 4096))
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return fmt.Errorf("%w: %s (held by %s); give each mount of one store its own sidecar (--meta) or state directory (--state-dir)",
+			return nil, fmt.Errorf("%w: %s (held by %s); give each mount of one store its own sidecar (--meta) or state directory (--state-dir)",
 				ErrStagingBusy, s.dir, strings.TrimSpace(string(holder)))
 		}
-		return fmt.Errorf("cannot lock the staging directory %s: %w", s.dir, err)
+		return nil, fmt.Errorf("cannot lock the staging directory %s: %w", s.dir, err)
 	}
 	if err := f.Truncate(0); err == nil {
 		f.WriteAt([]byte(owner+"\n"), 0)
 	}
+	return f, nil
+}
+
+// recreate makes the staging directory again after it was removed under
+// the mount (rm -rf of the state directory, a cleaner of old files), and
+// takes its lock again: the old lock file went with it, and a mount started
+// now would otherwise share the new directory with this one. Files being
+// written when it went keep their data (their files stay open); only new
+// ones need the directory.
+func (s *Staging) recreate() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, err := os.Stat(filepath.Join(s.dir, "lock")); err == nil || s.lock == nil && dirExists(s.dir) {
+		return nil // made again already (by another New, or never locked)
+	}
+	if err := os.MkdirAll(s.dir, 0o700); err != nil {
+		return fmt.Errorf("the staging directory %s was removed and cannot be made again: %w", s.dir, err)
+	}
+	if s.log != nil {
+		s.log.Warn("the staging directory was removed while mounted; made it again", "dir", s.dir)
+	}
+	if s.lock == nil {
+		return nil
+	}
+	f, err := s.takeLock(s.owner, 0)
+	if err != nil {
+		return err
+	}
+	s.lock.Close()
 	s.lock = f
 	return nil
+}
+
+func dirExists(dir string) bool {
+	st, err := os.Stat(dir)
+	return err == nil && st.IsDir()
 }
 
 // NewStaging prepares dir (mode 0700) for staged files.
@@ -124,6 +179,11 @@ func (s *Staging) New(key string) (*StagedWrite, error) {
 	n := s.seq.Add(1)
 	data := filepath.Join(s.dir, fmt.Sprintf("%d.data", n))
 	f, err := os.OpenFile(data, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrNotExist) {
+		if err = s.recreate(); err == nil {
+			f, err = os.OpenFile(data, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}

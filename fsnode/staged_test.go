@@ -194,3 +194,55 @@ func newStaged(t *testing.T, key string) (*Staging, *StagedWrite) {
 	}
 	return s, w
 }
+
+// TestStagingRemovedWhileMounted: a staging directory removed under the
+// mount (rm -rf of the state directory) is made again by the next staged
+// file, mode 0700, with its lock taken again, so that another mount still
+// cannot share it; a file staged before keeps its data.
+func TestStagingRemovedWhileMounted(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "staging")
+	s, err := NewStaging(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Lock("test mount"); err != nil {
+		t.Fatal(err)
+	}
+	before, err := s.New("a.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := before.WriteAt([]byte("kept"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	w, err := s.New("b.jsonl")
+	if err != nil {
+		t.Fatalf("staging a file after the directory was removed: %v", err)
+	}
+	if _, err := w.WriteAt([]byte("new"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.commit(); err != nil {
+		t.Fatalf("journal in the directory made again: %v", err)
+	}
+	st, err := os.Stat(dir)
+	if err != nil || st.Mode().Perm() != 0o700 {
+		t.Fatalf("staging directory made again: %v, mode %v; want 0700", err, st.Mode().Perm())
+	}
+	p := make([]byte, 4)
+	if _, err := before.ReadAt(p, 0); err != nil || string(p) != "kept" {
+		t.Errorf("a file staged before the removal reads %q, %v", p, err)
+	}
+	other, err := NewStaging(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Lock("second mount"); !errors.Is(err, ErrStagingBusy) {
+		t.Errorf("a second mount locked the staging directory made again: %v, want ErrStagingBusy", err)
+	}
+	before.Discard()
+	w.Discard()
+}

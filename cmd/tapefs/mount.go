@@ -324,6 +324,7 @@ func (c *MountCmd) serve(log *slog.Logger, rp *readyPipe) error {
 	if err != nil {
 		return err
 	}
+	staging.SetLogger(log)
 	if err := staging.Lock(fmt.Sprintf("pid %d, mounted at %s", os.Getpid(), c.Mountpoint)); err != nil {
 		return err
 	}

@@ -538,3 +538,43 @@ func TestSidecarDiskFull(t *testing.T) {
 	checkStore(t, st, map[string][]byte{"new.txt": host})
 	checkMount(t, m, map[string][]byte{"new.txt": host, "keep.txt": []byte("x")})
 }
+
+// TestStagingDirRemovedWhileMounted: rm -rf of the state directory while
+// the mount is in use (a cleaner of old files, a user clearing state) does
+// not break writes: the next file written makes the staging directory
+// again, takes its lock again, and goes up; cp into the mount failed with
+// ENOENT before. A second mount still cannot share the directory.
+func TestStagingDirRemovedWhileMounted(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, st Store) {
+		state := st.Dirs().State
+		if state == "" {
+			t.Skip("the embedded default keeps its state in the user's directories")
+		}
+		m := mountFiles(t, st, map[string][]byte{"old.txt": []byte("old\n")})
+		run(t, "rm", "-rf", filepath.Join(state, "staging"))
+		frame := []byte(`{"jsonrpc":"2.0","method":"tools/call"}` + "\n")
+		src := writeLocal(t, map[string][]byte{"new.jsonl": frame})
+		run(t, "cp", filepath.Join(src, "new.jsonl"), m.Path("new.jsonl"))
+		run(t, "sh", "-c", "echo changed > "+m.Path("old.txt"))
+		want := map[string][]byte{"old.txt": []byte("changed\n"), "new.jsonl": frame}
+		checkStore(t, st, want)
+		checkMount(t, m, want)
+		if fi, err := os.Stat(filepath.Join(state, "staging")); err != nil || fi.Mode().Perm() != 0o700 {
+			t.Errorf("the staging directory was not made again with mode 0700: %v", err)
+		}
+		if log := m.logs(); !strings.Contains(log, "staging directory was removed") {
+			t.Errorf("the log does not say the staging directory was made again:\n%s", log)
+		}
+		second := filepath.Join(t.TempDir(), "mnt")
+		if err := os.Mkdir(second, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		rememberMount(second)
+		if r := tapefs(t, st, mountArgs(st, second, true)...); r.Code == 0 || isMounted(second) {
+			detach(second)
+			t.Fatalf("a second mount shared the staging directory made again:\n%s", r)
+		} else if !strings.Contains(r.Stderr, "in use by another tapefs mount") {
+			t.Errorf("the second mount failed, but not for the staging directory's lock:\n%s", r)
+		}
+	})
+}
