@@ -330,6 +330,10 @@ func (n *fileNode) release() {
 	if err := sw.failure(); err != nil {
 		n.fsys.dropBroken(sw, key, err)
 		n.uploaded() // stat shows the store's version again
+		// Last: once the staged files are gone, the sidecar and the
+		// kernel show the store's version (the files went first, and a
+		// stat right after saw the failed copy's size for a moment).
+		sw.Discard()
 		return
 	}
 	err := sw.recentFailure(gen, key) // a close that just failed: queue the bytes

@@ -7,6 +7,7 @@ package fsnode
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -454,11 +455,11 @@ func (f *FS) createLost(ctx context.Context, sw *StagedWrite, key string, gen in
 	}
 }
 
-// dropBroken drops, at its last close, a staged copy whose writes failed
-// (see failLocked), and sets the sidecar back to what the store holds for
-// key: its last version, or nothing for a file created through the mount.
+// dropBroken handles, at its last close, a staged copy whose writes failed
+// (see failLocked): it sets the sidecar back to what the store holds for
+// key, its last version or nothing for a file created through the mount.
+// The caller then discards the copy.
 func (f *FS) dropBroken(sw *StagedWrite, key string, cause error) {
-	sw.Discard()
 	f.log.Error("a write to the staged copy failed, so nothing was uploaded; the store keeps its last version",
 		"key", key, "staging", f.opts.Staging.dir, "err", cause)
 	ctx, cancel := context.WithTimeout(context.Background(), f.opts.UploadTimeout)
@@ -704,6 +705,13 @@ func (f *FS) Recover(ctx context.Context) (int, error) {
 			continue
 		}
 		fh, err := os.OpenFile(r.DataPath, os.O_RDWR, 0o600)
+		if errors.Is(err, os.ErrNotExist) {
+			// Its staging directory was removed while it was open (see
+			// Staging.recreate), and the run ended before its upload.
+			f.log.Warn("staged data of an earlier run is gone (its staging directory was removed while mounted); the store keeps its last version", "key", r.Key, "path", r.DataPath)
+			os.Remove(r.JrnlPath)
+			continue
+		}
 		if err != nil {
 			f.log.Error("staged data of an earlier run is unreadable", "key", r.Key, "path", r.DataPath, "err", err)
 			continue

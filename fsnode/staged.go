@@ -43,6 +43,7 @@ type StagedWrite struct {
 	errKey    string    // the key it sent them to
 	errAt     time.Time // when it failed
 	broken    error     // a write or truncate of the staged copy failed (see fail)
+	staging   *Staging  // where it was made (nil for a recovered one)
 
 	end        int64         // the staged size, once sized
 	sized      bool          // end is known (else it is read from the file)
@@ -187,7 +188,7 @@ func (s *Staging) New(key string) (*StagedWrite, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &StagedWrite{file: f, dataPath: data, jrnlPath: strings.TrimSuffix(data, ".data") + ".json", key: key}, nil
+	return &StagedWrite{file: f, dataPath: data, jrnlPath: strings.TrimSuffix(data, ".data") + ".json", key: key, staging: s}, nil
 }
 
 // Fill copies r into the staged file (copy-on-open of an existing object).
@@ -325,11 +326,20 @@ func (w *StagedWrite) commit() error {
 	return nil
 }
 
+// writeJournalLocked writes the journal entry. If the staging directory was
+// removed under the mount, it is made again first (see Staging.recreate):
+// the staged file, still open, keeps its bytes and goes up at close; only
+// a crash before that loses them, as the removal did.
 func (w *StagedWrite) writeJournalLocked() error {
 	e := journalEntry{Key: w.key, Data: filepath.Base(w.dataPath), Exclusive: w.exclusive, Partial: !w.committed, Staged: time.Now().UTC()}
 	b, _ := json.Marshal(e)
 	tmp := w.jrnlPath + ".tmp"
 	err := os.WriteFile(tmp, b, 0o600)
+	if errors.Is(err, os.ErrNotExist) && w.staging != nil {
+		if err = w.staging.recreate(); err == nil {
+			err = os.WriteFile(tmp, b, 0o600)
+		}
+	}
 	if err == nil {
 		err = os.Rename(tmp, w.jrnlPath)
 	}

@@ -218,6 +218,10 @@ func TestStagingRemovedWhileMounted(t *testing.T) {
 	if err := os.RemoveAll(dir); err != nil {
 		t.Fatal(err)
 	}
+	// The close of a file staged before: its journal needs the directory.
+	if err := before.commit(); err != nil {
+		t.Fatalf("commit of a file staged before the directory was removed: %v", err)
+	}
 	w, err := s.New("b.jsonl")
 	if err != nil {
 		t.Fatalf("staging a file after the directory was removed: %v", err)

@@ -551,12 +551,14 @@ func TestStagingDirRemovedWhileMounted(t *testing.T) {
 			t.Skip("the embedded default keeps its state in the user's directories")
 		}
 		m := mountFiles(t, st, map[string][]byte{"old.txt": []byte("old\n")})
-		run(t, "rm", "-rf", filepath.Join(state, "staging"))
+		// A file open for writing across the removal keeps its bytes.
+		run(t, "bash", "-c", `exec 3>"$1"; printf 'first\n' >&3; rm -rf "$2"; printf 'second\n' >&3; exec 3>&-`,
+			"-", m.Path("open.txt"), filepath.Join(state, "staging"))
 		frame := []byte(`{"jsonrpc":"2.0","method":"tools/call"}` + "\n")
 		src := writeLocal(t, map[string][]byte{"new.jsonl": frame})
 		run(t, "cp", filepath.Join(src, "new.jsonl"), m.Path("new.jsonl"))
 		run(t, "sh", "-c", "echo changed > "+m.Path("old.txt"))
-		want := map[string][]byte{"old.txt": []byte("changed\n"), "new.jsonl": frame}
+		want := map[string][]byte{"old.txt": []byte("changed\n"), "new.jsonl": frame, "open.txt": []byte("first\nsecond\n")}
 		checkStore(t, st, want)
 		checkMount(t, m, want)
 		if fi, err := os.Stat(filepath.Join(state, "staging")); err != nil || fi.Mode().Perm() != 0o700 {
