@@ -5,6 +5,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -50,7 +51,7 @@ func (c *UnmountCmd) Run(g *Globals, log *slog.Logger) error {
 		}
 		return nil
 	}
-	if !isDialErr(cerr) {
+	if !isDialErr(cerr) && !daemonDied(pid, cerr, 5*time.Second) {
 		return fmt.Errorf("unmount of %s: %v", mp, cerr)
 	}
 	// No daemon answers: the mount (if any) is dead. Clean it up.
@@ -66,6 +67,27 @@ func (c *UnmountCmd) Run(g *Globals, log *slog.Logger) error {
 	removeMountInfo(mp)
 	log.Info("cleaned up a mount whose daemon was gone; staged writes, if any, are uploaded at the next mount", "mountpoint", mp)
 	return nil
+}
+
+// daemonDied says whether err, a failed control request, is the daemon
+// pid dying under it rather than its answer: the connection was reset or
+// cut, and the process is gone within wait. A daemon killed a moment ago
+// (SIGKILL) whose other threads are still exiting keeps its control
+// socket listening: the connection is accepted, then reset, where a dial
+// would have been refused.
+func daemonDied(pid int, err error, wait time.Duration) bool {
+	if pid <= 0 || pid == os.Getpid() ||
+		!errors.Is(err, syscall.ECONNRESET) && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+		return false
+	}
+	for deadline := time.Now().Add(wait); ; time.Sleep(20 * time.Millisecond) {
+		if proc.Exited(pid) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
 }
 
 // isDialErr tells "no daemon listens" from "the daemon said no".
