@@ -130,14 +130,20 @@ func (s *Staging) takeLock(owner string, wait time.Duration) (*os.File, error) {
 // recreate makes the staging directory again after it was removed under
 // the mount (rm -rf of the state directory, a cleaner of old files), and
 // takes its lock again: the old lock file went with it, and a mount started
-// now would otherwise share the new directory with this one. Files being
-// written when it went keep their data (their files stay open); only new
-// ones need the directory.
+// now would otherwise share the new directory with this one. New files and
+// the journals of open ones need the directory; the data of open ones stays
+// in their open files.
 func (s *Staging) recreate() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, err := os.Stat(filepath.Join(s.dir, "lock")); err == nil || s.lock == nil && dirExists(s.dir) {
-		return nil // made again already (by another New, or never locked)
+	// What another New or journal write made again already: the directory,
+	// and the lock file if this process holds a lock.
+	probe := s.dir
+	if s.lock != nil {
+		probe = filepath.Join(s.dir, "lock")
+	}
+	if _, err := os.Stat(probe); err == nil {
+		return nil
 	}
 	if err := os.MkdirAll(s.dir, 0o700); err != nil {
 		return fmt.Errorf("the staging directory %s was removed and cannot be made again: %w", s.dir, err)
@@ -155,11 +161,6 @@ func (s *Staging) recreate() error {
 	s.lock.Close()
 	s.lock = f
 	return nil
-}
-
-func dirExists(dir string) bool {
-	st, err := os.Stat(dir)
-	return err == nil && st.IsDir()
 }
 
 // NewStaging prepares dir (mode 0700) for staged files.
