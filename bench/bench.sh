@@ -129,9 +129,7 @@ copy_once() {
   echo "$(echo "$e1 - $s" | bc -l) $(echo "$e2 - $s" | bc -l)"
   rm -f "$dst"
   for _ in $(seq 2000); do [ -e "$stored" ] || break; sleep 0.005; done
-  # As the cold rows start after drop_caches: without it, the writeback of
-  # what came before lands on whichever copy runs next.
-  sync
+  sync # for the next copy, as run_suite does before the first
 }
 
 # copy_in NAME SRC DST STORED: sets R[NAME,copy_in] and
@@ -160,7 +158,6 @@ run_suite() { # name dir stored-dir
   # copy) lands on whichever copy runs next, the S3 server's included.
   sync
   copy_in "$name" "$WORK/local/$LARGE_KEY" "$dir/copied-$LARGE_NAME" "$stored/copied-$LARGE_NAME"
-  rm -f "$dir/copied-$LARGE_NAME"
 }
 
 echo "mounting tapefs ..." >&2
