@@ -155,20 +155,54 @@ func (n *dirNode) OpendirHandle(ctx context.Context, flags uint32) (fs.FileHandl
 	return h, 0, 0
 }
 
+// listing is a directory's listing as an open read it from the sidecar.
+// Every warm grep or ls opens the directory, and reading 2,000 rows, their
+// fingerprint and the name index took 6.5 ms of a 0.15 s warm grep. An
+// open uses the last open's listing again, under the bounds of openEntry:
+// nothing has changed the sidecar's tree since (FS.epoch), the directory
+// has the same path, and it is younger than the entry timeout (the bound
+// on what another mount sharing the sidecar file changed unseen). Handles
+// share it and never change it.
+type listing struct {
+	mu     sync.Mutex
+	dir    string
+	epoch  uint64 // FS.epoch before it was read
+	at     time.Time
+	ents   []meta.Entry
+	byName map[string]int
+	fp     uint64
+}
+
 func (h *dirHandle) load(ctx context.Context) syscall.Errno {
 	dir, errno := h.node.path()
 	if errno != 0 {
 		return errno
 	}
-	ents, err := h.node.fsys.sc.ReadDir(local(ctx), dir)
+	f, l := h.node.fsys, &h.node.last
+	epoch := f.epoch.Load() // before the query: a change after it makes the listing stale
+	l.mu.Lock()
+	if l.ents != nil && l.dir == dir && l.epoch == epoch && time.Since(l.at) < f.entryTTL {
+		h.ents, h.byName, h.fp = l.ents, l.byName, l.fp
+		l.mu.Unlock()
+		return 0
+	}
+	l.mu.Unlock()
+	at := time.Now()
+	ents, err := f.sc.ReadDir(local(ctx), dir)
 	if err != nil {
-		return h.node.fsys.errno("readdir", dir, err)
+		return f.errno("readdir", dir, err)
 	}
 	h.ents, h.fp = ents, listingFP(ents)
 	h.byName = make(map[string]int, len(ents))
 	for i, e := range ents {
 		h.byName[e.Name] = i
 	}
+	if ents == nil {
+		return 0 // an empty listing costs nothing to read again
+	}
+	l.mu.Lock()
+	l.dir, l.epoch, l.at, l.ents, l.byName, l.fp = dir, epoch, at, h.ents, h.byName, h.fp
+	l.mu.Unlock()
 	return 0
 }
 

@@ -71,3 +71,61 @@ func TestOpenEntry(t *testing.T) {
 		t.Errorf("with no entry timeout an open reused an entry (size %d, want 6)", e.Size)
 	}
 }
+
+// TestDirListingReused: opening a directory reuses the listing its last
+// open read, under the bounds of openEntry: only while nothing has
+// changed the sidecar's tree through the mount, and for at most the entry
+// timeout.
+func TestDirListingReused(t *testing.T) {
+	sc, err := meta.Open(filepath.Join(t.TempDir(), "index.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sc.Close() })
+	ctx := t.Context()
+	put := func(key string) {
+		t.Helper()
+		if _, err := sc.PutObject(ctx, meta.Object{Key: key, Size: 1, ModTime: time.Unix(1700000000, 0), ETag: "e"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f := New(Options{Sidecar: sc})
+	f.MountOptions(time.Hour, time.Hour, false)
+	names := func(what string, want ...string) {
+		t.Helper()
+		h := &dirHandle{node: f.root}
+		if errno := h.load(ctx); errno != 0 {
+			t.Fatalf("%s: load: %v", what, errno)
+		}
+		var got []string
+		for _, e := range h.ents {
+			got = append(got, e.Name)
+		}
+		if len(got) != len(want) || len(h.byName) != len(want) || h.fp != listingFP(h.ents) {
+			t.Fatalf("%s: listed %q (index %d, fingerprint ok %v); want %q", what, got, len(h.byName), h.fp == listingFP(h.ents), want)
+		}
+		for i := range want {
+			if got[i] != want[i] || h.byName[want[i]] != i {
+				t.Fatalf("%s: listed %q; want %q", what, got, want)
+			}
+		}
+	}
+	names("empty root")
+	put("a.jsonl")
+	names("an empty listing is not kept", "a.jsonl")
+	put("b.jsonl") // behind the mount's back: not seen until something says so
+	names("nothing changed through the mount", "a.jsonl")
+	f.changed()
+	names("after a change", "a.jsonl", "b.jsonl")
+
+	put("c.jsonl")
+	l := &f.root.last
+	l.mu.Lock()
+	l.at = l.at.Add(-2 * time.Hour)
+	l.mu.Unlock()
+	names("older than the entry timeout", "a.jsonl", "b.jsonl", "c.jsonl")
+
+	put("d.jsonl")
+	f.MountOptions(0, 0, false)
+	names("no entry timeout", "a.jsonl", "b.jsonl", "c.jsonl", "d.jsonl")
+}
