@@ -41,17 +41,9 @@ type dirAhead struct {
 	dir      string         // the directory of the current run
 	last     string         // the name opened last in it
 	run      int            // opens in ascending order so far, after the first
-	ents     []meta.Entry   // dir's files by name, read when read-ahead began
+	ents     []meta.Entry   // dir's listing by name, read when read-ahead began
 	done     map[string]int // by extension: ents[:done] were handed to start
 	inflight map[string]*aheadFetch
-
-	// The last listing read, kept for the next run in the same directory
-	// while nothing changed the sidecar's tree (FS.epoch): a warm grep
-	// over a directory starts a run each time, and reading the sidecar's
-	// listing of 2,000 tapes again was a twentieth of the daemon's time.
-	listedDir   string
-	listedEpoch uint64
-	listed      []meta.Entry
 }
 
 // aheadFetch is the fetch of one file's head, queued or running.
@@ -105,21 +97,17 @@ func (a *dirAhead) opened(e meta.Entry) {
 	}
 	if a.ents == nil {
 		// The listing is read without the lock, which every open and
-		// every read of a head takes.
-		epoch := a.f.epoch.Load() // before the listing: a change after it makes it stale
-		files, ok := a.listed, a.listedDir == dir && a.listedEpoch == epoch && a.listed != nil
-		if !ok {
+		// every read of a head takes. A warm grep starts a run each
+		// time; the listing is FS.readDir's, read again only after a
+		// change.
+		a.mu.Unlock()
+		ents, err := a.listing(dir)
+		a.mu.Lock()
+		if err != nil || a.dir != dir {
 			a.mu.Unlock()
-			var err error
-			files, err = a.listFiles(dir)
-			a.mu.Lock()
-			if err != nil || a.dir != dir {
-				a.mu.Unlock()
-				return
-			}
-			a.listedDir, a.listedEpoch, a.listed = dir, epoch, files
+			return
 		}
-		a.ents = files
+		a.ents = ents
 	}
 	var todo []meta.Entry
 	i := sort.Search(len(a.ents), func(i int) bool { return a.ents[i].Name > name })
@@ -131,7 +119,7 @@ func (a *dirAhead) opened(e meta.Entry) {
 	for ; j < len(a.ents) && k < aheadFiles; j++ {
 		// Only files like this one: grep *.jsonl opens no .meta.json
 		// between them; cat * opens both, and each open fetches its kind.
-		if path.Ext(a.ents[j].Name) == ext {
+		if x := a.ents[j]; !x.IsDir && x.Size > 0 && x.Key != "" && path.Ext(x.Name) == ext {
 			if j >= a.done[ext] {
 				todo = append(todo, a.ents[j])
 			}
@@ -145,21 +133,16 @@ func (a *dirAhead) opened(e meta.Entry) {
 	}
 }
 
-// listFiles is the files of dir (not directories, not empty), by name.
-func (a *dirAhead) listFiles(dir string) ([]meta.Entry, error) {
+// listing is dir's listing by name, files and directories: a run fetches
+// files that are not empty.
+func (a *dirAhead) listing(dir string) ([]meta.Entry, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), a.f.opts.Read.Timeout)
 	defer cancel()
-	ents, err := a.f.sc.ReadDir(ctx, dir)
+	l, err := a.f.readDir(ctx, dir)
 	if err != nil {
 		return nil, err
 	}
-	files := make([]meta.Entry, 0, len(ents))
-	for _, x := range ents {
-		if !x.IsDir && x.Size > 0 && x.Key != "" {
-			files = append(files, x)
-		}
-	}
-	return files, nil
+	return l.ents, nil
 }
 
 // start fetches the head of e into the disk cache, unless it is there or

@@ -281,6 +281,7 @@ func TestDirAheadKeepsListing(t *testing.T) {
 	b := memblob.OpenBucket(nil)
 	ents := smallTapes(t, sc, b, 6)
 	f := New(Options{Bucket: b, Sidecar: sc, Read: ReadOptions{Cache: dc}})
+	f.MountOptions(time.Hour, time.Hour, false) // listings are kept for at most the entry timeout
 	t.Cleanup(f.ahead.wg.Wait)
 	run := func() {
 		t.Helper()

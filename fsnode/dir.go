@@ -16,7 +16,6 @@ type dirNode struct {
 	fs.Inode
 	fsys  *FS
 	cache dirCache // when the kernel may keep its listing (dirhandle.go)
-	last  listing  // the sidecar's listing the last open read (dirhandle.go)
 }
 
 var (

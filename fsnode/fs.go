@@ -69,6 +69,7 @@ type FS struct {
 	// shorter of the mount's two timeouts); see dirCache and openEntry.
 	entryTTL time.Duration
 	epoch    atomic.Uint64 // changes to the sidecar's tree; see openEntry
+	listing  listingCache  // the last directory listing read (dirhandle.go)
 
 	mu      sync.Mutex
 	staged  map[*fileNode]struct{} // nodes holding a staged write

@@ -119,7 +119,7 @@ func TestDirListingReused(t *testing.T) {
 	names("after a change", "a.jsonl", "b.jsonl")
 
 	put("c.jsonl")
-	l := &f.root.last
+	l := &f.listing
 	l.mu.Lock()
 	l.at = l.at.Add(-2 * time.Hour)
 	l.mu.Unlock()
