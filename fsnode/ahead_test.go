@@ -20,11 +20,7 @@ import (
 // aheadStores is a sidecar and a disk cache for a test of dirAhead.
 func aheadStores(t *testing.T) (*meta.Sidecar, *cache.Disk) {
 	t.Helper()
-	sc, err := meta.Open(filepath.Join(t.TempDir(), "index.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sc.Close() })
+	sc := testSidecar(t)
 	dc, err := cache.Open(t.TempDir(), 64<<20, 0)
 	if err != nil {
 		t.Fatal(err)

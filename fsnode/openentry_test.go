@@ -8,15 +8,22 @@ import (
 	"github.com/tapefs/tapefs/meta"
 )
 
-// TestOpenEntry: a read-only open reuses the entry its last open read
-// only while nothing has changed the sidecar's tree through the mount,
-// the node is unchanged, and for at most the entry timeout.
-func TestOpenEntry(t *testing.T) {
+// testSidecar is an empty sidecar in a temporary directory.
+func testSidecar(t *testing.T) *meta.Sidecar {
+	t.Helper()
 	sc, err := meta.Open(filepath.Join(t.TempDir(), "index.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sc.Close() })
+	return sc
+}
+
+// TestOpenEntry: a read-only open reuses the entry its last open read
+// only while nothing has changed the sidecar's tree through the mount,
+// the node is unchanged, and for at most the entry timeout.
+func TestOpenEntry(t *testing.T) {
+	sc := testSidecar(t)
 	ctx := t.Context()
 	put := func(size int64) {
 		t.Helper()
@@ -77,11 +84,7 @@ func TestOpenEntry(t *testing.T) {
 // changed the sidecar's tree through the mount, and for at most the entry
 // timeout.
 func TestDirListingReused(t *testing.T) {
-	sc, err := meta.Open(filepath.Join(t.TempDir(), "index.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sc.Close() })
+	sc := testSidecar(t)
 	ctx := t.Context()
 	put := func(key string) {
 		t.Helper()

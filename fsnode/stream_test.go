@@ -4,12 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 
 	"github.com/tapefs/tapefs/backend/layer"
-	"github.com/tapefs/tapefs/meta"
 	"gocloud.dev/blob"
 	"gocloud.dev/blob/driver"
 	"gocloud.dev/blob/memblob"
@@ -74,11 +72,7 @@ func newStreamFixture(t *testing.T, key string) *streamFixture {
 	store := &downBucket{Base: layer.Base{Inner: mem}}
 	bucket := blob.NewBucket(store)
 	t.Cleanup(func() { bucket.Close() })
-	sc, err := meta.Open(filepath.Join(t.TempDir(), "index.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sc.Close() })
+	sc := testSidecar(t)
 	staging, err := NewStaging(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
