@@ -95,12 +95,21 @@ func idleDial(dial func(ctx context.Context, network, addr string) (net.Conn, er
 // the whole upload timeout. The client also does not log, at WARN, every
 // whole read of an object uploaded in parts (which has no whole-object
 // checksum to validate), and sends uploads to a loopback endpoint unsigned
-// (unsignedLoopbackPayload).
+// (unsignedLoopbackPayload). It keeps up to storeConns idle connections
+// to the server instead of the SDK's 10.
 type s3Opener struct{ idle time.Duration }
+
+// storeConns is how many idle connections to one S3 endpoint a client
+// keeps for the next request. It is above the most requests tapefs runs at
+// once on one store (32 index workers by default, and read-ahead and
+// upload parts beside them): with the SDK's 10, every request beyond the
+// tenth at a time closed its connection when done, so indexing 2,000 tapes
+// over a server that keeps connections alive still dialed 1,000 of them.
+const storeConns = 64
 
 func (o s3Opener) OpenBucketURL(ctx context.Context, u *url.URL) (*blob.Bucket, error) {
 	b, err := blob.DefaultURLMux().OpenBucketURL(ctx, u)
-	if err != nil || o.idle <= 0 {
+	if err != nil {
 		return b, err
 	}
 	var c *s3.Client
@@ -124,6 +133,11 @@ func (o s3Opener) OpenBucketURL(ctx context.Context, u *url.URL) (*blob.Bucket, 
 		}
 		if bc, ok := so.HTTPClient.(*awshttp.BuildableClient); ok {
 			so.HTTPClient = bc.WithTransportOptions(func(t *http.Transport) {
+				t.MaxIdleConnsPerHost = max(t.MaxIdleConnsPerHost, storeConns)
+				t.MaxIdleConns = max(t.MaxIdleConns, storeConns)
+				if o.idle <= 0 {
+					return
+				}
 				t.DialContext = idleDial(t.DialContext, o.idle)
 				// Retire pooled connections before their waiting read
 				// fails, so a request never picks one that is about to.

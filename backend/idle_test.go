@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
+	"sync"
 	"testing"
 	"time"
 
@@ -164,5 +167,76 @@ func TestS3OpenerQuietChecksumSkips(t *testing.T) {
 	}
 	if !c.Options().DisableLogOutputChecksumValidationSkipped {
 		t.Error("the S3 client logs every skipped multipart checksum validation")
+	}
+}
+
+// TestS3OpenerKeepsConnections: after a burst of as many reads at once as
+// the indexer runs (32), the next burst finds every connection it needs
+// idle in the client's pool and dials none. With the SDK's pool of 10, 22
+// of them were closed after each request and dialed again for the next.
+func TestS3OpenerKeepsConnections(t *testing.T) {
+	const burst = 32
+	t.Setenv("AWS_ACCESS_KEY_ID", "k")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "s")
+	var (
+		mu      sync.Mutex
+		dialed  int
+		waiting int
+		arrived = make(chan struct{})
+	)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Hold every request until the whole burst is in, so that the burst
+		// has one connection per request open at once.
+		mu.Lock()
+		if waiting++; waiting == burst {
+			close(arrived)
+		}
+		ch := arrived
+		mu.Unlock()
+		select {
+		case <-ch:
+		case <-time.After(10 * time.Second):
+		}
+		w.Header().Set("Content-Length", "5")
+		io.WriteString(w, "tapes")
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			mu.Lock()
+			dialed++
+			mu.Unlock()
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	u, err := url.Parse("s3://b?endpoint=" + srv.URL + "&use_path_style=true&region=us-east-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := s3Opener{idle: 5 * time.Second}.OpenBucketURL(context.Background(), u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	for round := range 2 {
+		mu.Lock()
+		before := dialed
+		waiting, arrived = 0, make(chan struct{})
+		mu.Unlock()
+		var wg sync.WaitGroup
+		for i := range burst {
+			wg.Go(func() {
+				if got, err := b.ReadAll(context.Background(), fmt.Sprintf("t%d.jsonl", i)); err != nil || string(got) != "tapes" {
+					t.Errorf("read %d: %q, %v", i, got, err)
+				}
+			})
+		}
+		wg.Wait()
+		mu.Lock()
+		n := dialed - before
+		mu.Unlock()
+		if want := []int{burst, 0}[round]; n != want {
+			t.Errorf("burst %d of %d reads dialed %d connections, want %d", round+1, burst, n, want)
+		}
 	}
 }
