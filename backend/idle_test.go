@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"gocloud.dev/blob"
 )
 
 // silentServer accepts connections and reads what they send, but never
@@ -209,15 +210,7 @@ func TestS3OpenerKeepsConnections(t *testing.T) {
 	}
 	srv.Start()
 	defer srv.Close()
-	u, err := url.Parse("s3://b?endpoint=" + srv.URL + "&use_path_style=true&region=us-east-1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := s3Opener{idle: 5 * time.Second}.OpenBucketURL(context.Background(), u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := openTestS3(t, srv.URL)
 	for round := range 2 {
 		mu.Lock()
 		before := dialed
@@ -239,4 +232,20 @@ func TestS3OpenerKeepsConnections(t *testing.T) {
 			t.Errorf("burst %d of %d reads dialed %d connections, want %d", round+1, burst, n, want)
 		}
 	}
+}
+
+// openTestS3 opens bucket b at an S3 endpoint served by a test server,
+// through the opener NewMux registers; the test closes it at its end.
+func openTestS3(t *testing.T, endpoint string) *blob.Bucket {
+	t.Helper()
+	u, err := url.Parse("s3://b?endpoint=" + endpoint + "&use_path_style=true&region=us-east-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := s3Opener{idle: 5 * time.Second}.OpenBucketURL(context.Background(), u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
 }

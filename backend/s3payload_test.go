@@ -16,7 +16,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -99,15 +98,7 @@ func loopbackUpload(t *testing.T, wantUnsigned bool) {
 	rec := &putRecorder{}
 	srv := httptest.NewServer(rec)
 	defer srv.Close()
-	u, err := url.Parse("s3://b?endpoint=" + srv.URL + "&use_path_style=true&region=us-east-1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := s3Opener{idle: 5 * time.Second}.OpenBucketURL(context.Background(), u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := openTestS3(t, srv.URL)
 	if err := b.WriteAll(context.Background(), "t.jsonl", bytes.Repeat([]byte("tape "), 1000), nil); err != nil {
 		t.Fatal(err)
 	}
