@@ -137,7 +137,10 @@ func (s *S3Server) Start(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer logf.Close()
-	cmd := exec.Command(s.bin, "--port", s.Addr, "posix", s.Root)
+	// Connections kept alive, as AWS S3 and other S3 servers keep them
+	// (versitygw's default closes each after one request): the suite then
+	// also covers pooled connections to a server that stops and starts.
+	cmd := exec.Command(s.bin, "--port", s.Addr, "--keep-alive", "posix", s.Root)
 	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+s.AccessKey, "ROOT_SECRET_KEY="+s.SecretKey)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
