@@ -70,6 +70,7 @@ type FS struct {
 	entryTTL time.Duration
 	epoch    atomic.Uint64 // changes to the sidecar's tree; see openEntry
 	listing  listingCache  // the last directory listing read (dirhandle.go)
+	streams  chan struct{} // slots of streamed uploads (stream.go)
 
 	mu      sync.Mutex
 	staged  map[*fileNode]struct{} // nodes holding a staged write
@@ -152,7 +153,8 @@ func New(opts Options) *FS {
 	opts.Read.fill()
 	f := &FS{opts: opts, log: opts.Logger, bucket: opts.Bucket, sc: opts.Sidecar,
 		staged: map[*fileNode]struct{}{}, created: map[string]time.Time{}, removed: map[string]bool{}, started: time.Now(),
-		uploading: map[*StagedWrite]time.Time{}, uid: uint32(os.Getuid()), gid: uint32(os.Getgid())}
+		uploading: map[*StagedWrite]time.Time{}, uid: uint32(os.Getuid()), gid: uint32(os.Getgid()),
+		streams: make(chan struct{}, maxStreams)}
 	f.root = &dirNode{fsys: f}
 	f.views = f.newViewsRoot()
 	f.ahead = newDirAhead(f)

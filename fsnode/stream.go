@@ -23,12 +23,11 @@ import (
 const (
 	streamMin   = uploadPart
 	streamBlock = 1 << 20 // bytes handed to the writer at a time
-	maxStreams  = 2       // streamed uploads at once (each holds up to 5 parts in memory)
+	// maxStreams bounds the streamed uploads of one mount at once (each
+	// holds up to 5 parts in memory); a file that finds no slot goes up
+	// whole at close.
+	maxStreams = 2
 )
-
-// streamSlots bounds the streamed uploads of the whole process; a file that
-// finds no slot goes up whole at close.
-var streamSlots = make(chan struct{}, maxStreams)
 
 // streamUpload is the upload of a staged file running while it is written.
 type streamUpload struct {
@@ -37,6 +36,7 @@ type streamUpload struct {
 	exclusive bool
 	cancel    context.CancelFunc
 	w         *blob.Writer
+	slots     chan struct{} // FS.streams, given back at close
 
 	mu      sync.Mutex
 	cond    *sync.Cond
@@ -58,7 +58,7 @@ func (f *FS) maybeStream(sw *StagedWrite) {
 		return
 	}
 	select {
-	case streamSlots <- struct{}{}:
+	case f.streams <- struct{}{}:
 	default:
 		return // enough uploads in flight: this one goes up at close
 	}
@@ -68,11 +68,11 @@ func (f *FS) maybeStream(sw *StagedWrite) {
 	w, err := f.bucket.NewWriter(ctx, sw.key, wo)
 	if err != nil {
 		cancel()
-		<-streamSlots
+		<-f.streams
 		f.log.Debug("cannot start a streamed upload; the file goes up at close", "key", sw.key, "err", err)
 		return
 	}
-	s := &streamUpload{sw: sw, key: sw.key, exclusive: sw.exclusive, cancel: cancel, w: w,
+	s := &streamUpload{sw: sw, key: sw.key, exclusive: sw.exclusive, cancel: cancel, w: w, slots: f.streams,
 		avail: sw.end, done: make(chan struct{})}
 	s.cond = sync.NewCond(&s.mu)
 	sw.stream = s
@@ -139,7 +139,7 @@ func (s *streamUpload) close() (err error) {
 		<-s.done
 		err = s.w.Close()
 		s.cancel()
-		<-streamSlots
+		<-s.slots
 	})
 	return err
 }
