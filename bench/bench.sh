@@ -5,6 +5,7 @@
 #
 #   bench/bench.sh                 # 2,000 tapes + a 200 MiB tape (defaults)
 #   TAPES=500 LARGE=64MiB bench/bench.sh
+#   BENCH_KEEPALIVE=0 bench/bench.sh   # server closes connections (see below)
 #
 # Needs: root and /dev/fuse. It installs what a fresh machine lacks: rclone
 # and fuse3 (rclone mount needs fusermount) from Debian, and versitygw.
@@ -61,8 +62,14 @@ echo "generating $TAPES tapes and one $LARGE tape ..." >&2
 LARGE_KEY=$(cd "$WORK/local" && find . -type f -name '*.jsonl' -printf '%s %P\n' | sort -rn | awk 'NR == 1 {print $2}')
 LARGE_NAME=${LARGE_KEY##*/}
 
+# --keep-alive: HTTP connections stay open between requests, as AWS S3 and
+# other S3 servers keep them; versitygw's default closes each one after a
+# single request, so that every GET of both mounts paid a TCP connect. Set
+# BENCH_KEEPALIVE=0 for that default.
+VGW_FLAGS=()
+[ "${BENCH_KEEPALIVE:-1}" = 0 ] || VGW_FLAGS=(--keep-alive)
 ROOT_ACCESS_KEY=$AWS_ACCESS_KEY_ID ROOT_SECRET_KEY=$AWS_SECRET_ACCESS_KEY \
-  "$VGW" --port "127.0.0.1:$PORT" posix "$WORK/s3root" >"$WORK/versitygw.log" 2>&1 &
+  "$VGW" --port "127.0.0.1:$PORT" "${VGW_FLAGS[@]}" posix "$WORK/s3root" >"$WORK/versitygw.log" 2>&1 &
 VGW_PID=$!
 for _ in $(seq 100); do (echo >"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
 
@@ -181,8 +188,8 @@ R[rclone,remount]=$(t mount_rclone)
 R[local,remount]=0
 
 size_mib=$(( $(stat -c %s "$WORK/local/$LARGE_KEY") / 1048576 ))
-printf '\n%d tapes (%d objects, %s), large tape %d MiB, S3 server versitygw on loopback\n' \
-  "$TAPES" "$(find "$WORK/local" -type f | wc -l)" "$(du -sh "$WORK/local" | cut -f1)" "$size_mib"
+printf '\n%d tapes (%d objects, %s), large tape %d MiB, S3 server versitygw on loopback %s\n' \
+  "$TAPES" "$(find "$WORK/local" -type f | wc -l)" "$(du -sh "$WORK/local" | cut -f1)" "$size_mib" "${VGW_FLAGS[*]:-(connections closed after each request)}"
 printf 'cold rows: one run each; warm rows: median of %d runs; copy rows: median of %d copies\n' "$WARM" "$COPIES"
 printf '%-22s %10s %10s %10s %14s %14s\n' "operation" "local s" "tapefs s" "rclone s" "rclone/tapefs" "tapefs/local"
 for op in mount remount ls_cold ls_warm grep_cold grep_warm read_cold read_warm copy_in copy_in_stored; do
