@@ -17,6 +17,17 @@ import (
 // errReadOnly is returned by every write operation of a read-only mount.
 var errReadOnly = errors.New("read-only mount")
 
+// uploadFailed is an upload that did not reach the store, for whatever
+// reason the store gave (refused credentials, a 5xx, a timeout), with its
+// staged data kept and retried: close and fsync report every such failure
+// as EIO, the contract a program can rely on; the log names the cause. A
+// lost O_EXCL create (EEXIST) and a full local disk (ENOSPC) are not
+// wrapped: their data is not retried, or the fix is local.
+type uploadFailed struct{ err error }
+
+func (e *uploadFailed) Error() string { return e.err.Error() }
+func (e *uploadFailed) Unwrap() error { return e.err }
+
 // toErrno is the one place where errors become errno values. Errors it does
 // not recognise are logged and reported as EIO.
 func toErrno(log *slog.Logger, op, path string, err error) syscall.Errno {
@@ -25,6 +36,7 @@ func toErrno(log *slog.Logger, op, path string, err error) syscall.Errno {
 	}
 	var errno syscall.Errno
 	var netErr *net.OpError
+	var upload *uploadFailed
 	switch {
 	case errors.As(err, &netErr):
 		// The store's connection failed (refused, reset, unreachable): the
@@ -39,6 +51,9 @@ func toErrno(log *slog.Logger, op, path string, err error) syscall.Errno {
 		return syscall.ENOSPC
 	case errors.As(err, &errno):
 		return errno
+	case errors.As(err, &upload):
+		log.Warn("upload failed; the staged data is kept and retried", "op", op, "path", path, "err", upload.err)
+		return syscall.EIO
 	case errors.Is(err, errReadOnly):
 		return syscall.EROFS
 	case errors.Is(err, keypath.ErrTooLong), errors.Is(err, keypath.ErrKeyLong):

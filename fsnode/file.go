@@ -385,6 +385,9 @@ func (n *fileNode) flush() error {
 	start := time.Now()
 	if err := n.fsys.uploadStaged(sw, key, excl, gen); err != nil {
 		n.fsys.stats.UploadErrors.Add(1)
+		if !lostCreate(excl, err) {
+			err = &uploadFailed{err: err}
+		}
 		sw.failedUpload(gen, key, start, err)
 		return err
 	}
