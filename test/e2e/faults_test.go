@@ -1,0 +1,415 @@
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Tests of the errors a real S3 server sends when it is overloaded, broken
+// or refusing: versitygw does not throttle or fail on demand, so a proxy in
+// front of it answers chosen requests with the S3 error itself and passes
+// every other one to the server.
+
+// s3Fault is the S3 error a faultProxy answers a request with.
+type s3Fault struct {
+	Status  int
+	Code    string // the S3 error code, e.g. SlowDown
+	Message string
+}
+
+// faultRule decides, for each request in turn, whether the proxy answers it
+// with a fault (non-nil) or passes it on. n is how many requests with the
+// same method and path the proxy has seen before this one since the rule
+// was set.
+type faultRule func(r *http.Request, n int) *s3Fault
+
+// proxied is one request the proxy saw, and what it answered.
+type proxied struct {
+	Method, Path string
+	Status       int
+	Injected     bool
+	At           time.Time
+}
+
+// faultProxy is a reverse proxy to an S3Server on its own loopback port.
+// The Host header goes through unchanged, so the SigV4 signature, made for
+// the proxy's address, still verifies at the server.
+type faultProxy struct {
+	Addr string
+
+	mu   sync.Mutex
+	rule faultRule
+	seen map[string]int // method+path → requests since the rule was set
+	log  []proxied
+}
+
+func startFaultProxy(t *testing.T, srv *S3Server) *faultProxy {
+	t.Helper()
+	target, err := url.Parse("http://" + srv.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &faultProxy{Addr: ln.Addr().String(), seen: map[string]int{}}
+	rp := httputil.NewSingleHostReverseProxy(target)
+	rp.FlushInterval = -1 // stream bodies as they come
+	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if f := p.decide(r); f != nil {
+			p.record(r, f.Status, true)
+			w.Header().Set("Content-Type", "application/xml")
+			w.WriteHeader(f.Status)
+			if r.Method != http.MethodHead {
+				fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>%s</Code><Message>%s</Message><Resource>%s</Resource><RequestId>fault-proxy</RequestId></Error>`,
+					f.Code, f.Message, r.URL.Path)
+			}
+			return
+		}
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		rp.ServeHTTP(sw, r)
+		p.record(r, sw.status, false)
+	})}
+	go hs.Serve(ln)
+	t.Cleanup(func() { hs.Close() })
+	return p
+}
+
+// SetRule makes rule decide from now on (nil: pass everything on) and
+// starts counting requests afresh.
+func (p *faultProxy) SetRule(rule faultRule) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.rule, p.seen = rule, map[string]int{}
+}
+
+func (p *faultProxy) decide(r *http.Request) *s3Fault {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	id := r.Method + " " + r.URL.Path
+	n := p.seen[id]
+	p.seen[id] = n + 1
+	if p.rule == nil {
+		return nil
+	}
+	return p.rule(r, n)
+}
+
+func (p *faultProxy) record(r *http.Request, status int, injected bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.log = append(p.log, proxied{Method: r.Method, Path: r.URL.Path, Status: status, Injected: injected, At: time.Now()})
+}
+
+// Requests returns what the proxy saw since mark (an index into its log;
+// Mark returns the current one).
+func (p *faultProxy) Requests(mark int) []proxied {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]proxied(nil), p.log[mark:]...)
+}
+
+func (p *faultProxy) Mark() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.log)
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// proxiedStore is an S3 store reached through a faultProxy.
+type proxiedStore struct {
+	*s3Store
+	proxy *faultProxy
+}
+
+func newProxiedStore(t *testing.T) *proxiedStore {
+	t.Helper()
+	st := newS3Store(t).(*s3Store)
+	return &proxiedStore{s3Store: st, proxy: startFaultProxy(t, st.srv)}
+}
+
+func (s *proxiedStore) URL() string {
+	q := url.Values{}
+	q.Set("endpoint", "http://"+s.proxy.Addr)
+	q.Set("use_path_style", "true")
+	q.Set("region", s3Region)
+	return "s3://" + s.srv.BucketName + "?" + q.Encode()
+}
+
+// objectPath is the request path of key in the bucket (path-style).
+func (s *proxiedStore) objectPath(key string) string {
+	return "/" + s.srv.BucketName + "/" + key
+}
+
+// firstTries fails the first n requests of every object (of the methods
+// given) with fault, and passes the rest on: what an overloaded server
+// does to a client that retries.
+func firstTries(n int, fault s3Fault, methods ...string) faultRule {
+	return func(r *http.Request, seen int) *s3Fault {
+		for _, m := range methods {
+			if r.Method == m && seen < n {
+				return &fault
+			}
+		}
+		return nil
+	}
+}
+
+var (
+	slowDown      = s3Fault{http.StatusServiceUnavailable, "SlowDown", "Please reduce your request rate."}
+	internalError = s3Fault{http.StatusInternalServerError, "InternalError", "We encountered an internal error. Please try again."}
+	accessDenied  = s3Fault{http.StatusForbidden, "AccessDenied", "Access Denied"}
+)
+
+// retryGaps is, for every request the proxy answered with a fault, how
+// long the client waited before it sent the same request again.
+func retryGaps(reqs []proxied) []time.Duration {
+	var gaps []time.Duration
+	last := map[string]proxied{}
+	for _, r := range reqs {
+		id := r.Method + " " + r.Path
+		if prev, ok := last[id]; ok && prev.Injected {
+			gaps = append(gaps, r.At.Sub(prev.At))
+		}
+		last[id] = r
+	}
+	return gaps
+}
+
+// checkBackoff fails the test unless the retries of what waited: the median
+// of gaps (each drawn at random up to a growing bound by the SDK's
+// backoff) is far above the millisecond of a retry sent at once.
+func checkBackoff(t *testing.T, what string, gaps []time.Duration) {
+	t.Helper()
+	t.Logf("%s: waits before retrying a fault: %v", what, gaps)
+	if len(gaps) == 0 {
+		t.Errorf("%s: no fault was retried", what)
+		return
+	}
+	sorted := append([]time.Duration(nil), gaps...)
+	slices.Sort(sorted)
+	if med := sorted[len(sorted)/2]; med < 20*time.Millisecond {
+		t.Errorf("%s: the median wait before a retry is %s: faults are retried without backing off", what, med)
+	}
+}
+
+// countFor returns how many of reqs went to path, and how many of those
+// the proxy answered with a fault.
+func countFor(reqs []proxied, method, path string) (all, injected int) {
+	for _, r := range reqs {
+		if r.Method == method && r.Path == path {
+			all++
+			if r.Injected {
+				injected++
+			}
+		}
+	}
+	return all, injected
+}
+
+// TestRemoteTransientErrorsRetried: a server that throttles (503 SlowDown)
+// or fails (500 InternalError) the first tries of every request. The
+// mount's first listing and indexing, cold reads (cat, grep) and uploads
+// (a small file and a streamed multipart one) all succeed with the right
+// bytes, and the proxy shows the faults were met and retried.
+func TestRemoteTransientErrorsRetried(t *testing.T) {
+	st := newProxiedStore(t)
+	tapes := map[string]genTape{}
+	files := map[string][]byte{}
+	for i := range 4 {
+		g := newTape(int64(700+i), 60)
+		key := fmt.Sprintf("busy/t%d.jsonl", i)
+		tapes[key] = g
+		files[key] = g.Data
+		files[strings.TrimSuffix(key, ".jsonl")+".meta.json"] = g.Meta
+	}
+	st.Seed(t, files)
+
+	// The listing and the indexing's reads meet throttling first.
+	st.proxy.SetRule(firstTries(1, slowDown, http.MethodGet))
+	mark := st.proxy.Mark()
+	m := mount(t, st)
+	recs := lsJSON(t, st)
+	for key, g := range tapes {
+		rec, ok := recs[key]
+		if !ok {
+			t.Errorf("%s not indexed through a throttling server", key)
+			continue
+		}
+		checkRecord(t, rec, g.Want(key))
+	}
+	checkBackoff(t, "mount", retryGaps(st.proxy.Requests(mark)))
+	injected := 0
+	for _, r := range st.proxy.Requests(mark) {
+		if r.Injected {
+			injected++
+		}
+	}
+	if injected < len(files) {
+		t.Errorf("the proxy throttled %d requests while mounting, want at least %d (one per object): the rule did not apply", injected, len(files))
+	}
+
+	// Cold reads: every GET is throttled or fails twice before it goes
+	// through (two keys each way).
+	st.proxy.SetRule(func(r *http.Request, n int) *s3Fault {
+		if r.Method != http.MethodGet || n >= 2 || !strings.HasPrefix(r.URL.Path, st.objectPath("busy/t")) {
+			return nil
+		}
+		if strings.HasSuffix(r.URL.Path, "0.jsonl") || strings.HasSuffix(r.URL.Path, "2.jsonl") {
+			return &internalError
+		}
+		return &slowDown
+	})
+	mark = st.proxy.Mark()
+	for key, g := range tapes {
+		if got, ok := catBytes(t, m.Path(key)); !ok || got != string(g.Data) {
+			t.Errorf("cat %s through a failing server: ok=%v, %d bytes, want %d", key, ok, len(got), len(g.Data))
+		}
+	}
+	grep := run(t, "sh", "-c", "cd "+shellQuote([]string{m.Path("busy")})+` && grep -l '"jsonrpc"' *.jsonl`)
+	if n := len(strings.Fields(grep)); n != len(tapes) {
+		t.Errorf("grep -l found %d tapes, want %d:\n%s", n, len(tapes), grep)
+	}
+	reqs := st.proxy.Requests(mark)
+	checkBackoff(t, "cold reads", retryGaps(reqs))
+	for key := range tapes {
+		all, inj := countFor(reqs, http.MethodGet, st.objectPath(key))
+		if inj != 2 || all < 3 {
+			t.Errorf("GET %s: %d requests, %d of them faults; want the 2 faults retried and a request that succeeded", key, all, inj)
+		}
+	}
+
+	// Uploads: the first try of every PUT (a whole object or one part of a
+	// multipart upload) fails; close still returns 0 and the store holds
+	// the bytes.
+	st.proxy.SetRule(firstTries(1, internalError, http.MethodPut))
+	mark = st.proxy.Mark()
+	src := t.TempDir()
+	small, large := newTape(720, 40), bigTape(20<<20)
+	uploads := map[string][]byte{"up/small.jsonl": small.Data, "up/large.jsonl": large.Data}
+	for key, data := range uploads {
+		p := filepath.Join(src, filepath.Base(key))
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(m.Path("up"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if r := try(t, "cp", p, m.Path(key)); r.Code != 0 {
+			t.Errorf("cp to %s through a failing server:\n%s", key, r)
+		}
+	}
+	t.Logf("uploads: waits before retrying a fault: %v", retryGaps(st.proxy.Requests(mark)))
+	for key, data := range uploads {
+		got, ok := storeRead(t, st.Bucket(), key)
+		if !ok || !bytes.Equal(got, data) {
+			t.Errorf("%s in the store after cp: present=%v, %d bytes, want %d", key, ok, len(got), len(data))
+		}
+		all, inj := countFor(st.proxy.Requests(mark), http.MethodPut, st.objectPath(key))
+		if inj == 0 || all <= inj {
+			t.Errorf("PUT %s: %d requests, %d faults; want the faults met and retried", key, all, inj)
+		}
+	}
+	if p := pendingKeys(t, m); len(p) != 0 {
+		t.Errorf("pending uploads after every close succeeded: %q", p)
+	}
+}
+
+// TestRemotePermanentErrorsFailAtOnce: a server that starts refusing the
+// mount's credentials (403 AccessDenied). A cold read fails with EACCES
+// after one request, not after retries; a write's close fails with EIO, as
+// every upload that did not reach the store does, and keeps the data,
+// which goes up once the server accepts again. A new mount is
+// refused at once with a message naming the bucket and the cause.
+func TestRemotePermanentErrorsFailAtOnce(t *testing.T) {
+	st := newProxiedStore(t)
+	g := newTape(740, 40)
+	m := mountFiles(t, st, map[string][]byte{"deny/t.jsonl": g.Data})
+
+	st.proxy.SetRule(func(r *http.Request, n int) *s3Fault { return &accessDenied })
+	mark := st.proxy.Mark()
+	start := time.Now()
+	r := try(t, "cat", m.Path("deny/t.jsonl"))
+	took := time.Since(start)
+	if r.Code == 0 || !strings.Contains(r.Stderr, "Permission denied") {
+		t.Errorf("a cold read with the credentials refused should fail with EACCES:\n%s", r)
+	}
+	all, _ := countFor(st.proxy.Requests(mark), http.MethodGet, st.objectPath("deny/t.jsonl"))
+	if all != 1 {
+		t.Errorf("a read refused with 403 sent %d GETs, want 1: a permanent error must not be retried", all)
+	}
+	if took > 5*time.Second {
+		t.Errorf("a read refused with 403 took %s to fail: it should fail at once", took)
+	}
+	if !strings.Contains(m.logs(), "AccessDenied") {
+		t.Errorf("the daemon log does not name the cause (AccessDenied):\n%s", tail(m.logs(), 3000))
+	}
+
+	src := filepath.Join(t.TempDir(), "new.jsonl")
+	w := newTape(741, 30)
+	if err := os.WriteFile(src, w.Data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := try(t, "cp", src, m.Path("deny/new.jsonl")); r.Code == 0 || !strings.Contains(r.Stderr, "Input/output error") {
+		t.Errorf("cp with the credentials refused should fail at close with EIO:\n%s", r)
+	}
+	if p := pendingKeys(t, m); len(p) != 1 || p[0] != "deny/new.jsonl" {
+		t.Errorf("pending uploads = %q, want [deny/new.jsonl] (the refused upload kept)", p)
+	}
+
+	// A new mount (its own sidecar) is refused at once, naming the bucket
+	// and the cause.
+	fresh := &proxiedStore{s3Store: &s3Store{srv: st.srv, dirs: newStoreDirs(t)}, proxy: st.proxy}
+	dir := t.TempDir()
+	start = time.Now()
+	r = Cmd{Env: fresh.Env()}.exe(t, tapefsBin, mountArgs(fresh, dir, true)...)
+	if r.Code == 0 {
+		detach(dir)
+		t.Fatalf("mount with the credentials refused succeeded")
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("mount refused with 403 took %s to fail", took)
+	}
+	if msg := r.Stderr + r.Stdout; !strings.Contains(msg, `"`+st.srv.BucketName+`"`) || !strings.Contains(strings.ToLower(msg), "access denied") {
+		t.Errorf("the mount error should name the bucket %q and the cause (access denied):\n%s", st.srv.BucketName, r)
+	}
+
+	// Accepted again: the kept upload goes up without a remount.
+	st.proxy.SetRule(nil)
+	if !waitFor(60*time.Second, func() bool { return len(pendingKeys(t, m)) == 0 }) {
+		t.Fatalf("the refused upload is still pending a minute after the server accepts again: %q", pendingKeys(t, m))
+	}
+	if got, ok := storeRead(t, st.Bucket(), "deny/new.jsonl"); !ok || !bytes.Equal(got, w.Data) {
+		t.Errorf("deny/new.jsonl in the store after the retry: present=%v, %d bytes, want %d", ok, len(got), len(w.Data))
+	}
+	if got, ok := catBytes(t, m.Path("deny/t.jsonl")); !ok || got != string(g.Data) {
+		t.Errorf("deny/t.jsonl does not read once the server accepts again (ok=%v)", ok)
+	}
+}
