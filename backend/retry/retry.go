@@ -1,5 +1,6 @@
 // Package retry is a storage layer that retries transient store errors
-// (timeouts, 5xx, throttling, dropped connections) with exponential backoff.
+// (timeouts, 5xx, throttling, dropped connections) with exponential backoff,
+// and resumes a range read whose body breaks off part way.
 // Permanent errors (not found, access denied, bad request, precondition
 // failed) and a cancelled context end at once. Writes are not retried here:
 // a writer's input cannot be replayed by this layer; tapefs retries whole
@@ -9,6 +10,7 @@ package retry
 import (
 	"context"
 	"errors"
+	"io"
 	"math/rand/v2"
 	"time"
 
@@ -105,10 +107,100 @@ func (b *bucket) ListPaged(ctx context.Context, opts *driver.ListOptions) (p *dr
 	return p, err
 }
 
-func (b *bucket) NewRangeReader(ctx context.Context, key string, off, n int64, opts *driver.ReaderOptions) (r driver.Reader, err error) {
-	err = b.do(ctx, func() error { r, err = b.Base.NewRangeReader(ctx, key, off, n, opts); return err })
-	return r, err
+func (b *bucket) NewRangeReader(ctx context.Context, key string, off, n int64, opts *driver.ReaderOptions) (driver.Reader, error) {
+	var r driver.Reader
+	err := b.do(ctx, func() (err error) { r, err = b.Base.NewRangeReader(ctx, key, off, n, opts); return err })
+	if err != nil {
+		return nil, err
+	}
+	return &resumingReader{b: b, ctx: ctx, key: key, off: off, n: n, opts: opts, r: r, attrs: *r.Attributes()}, nil
 }
+
+// resumingReader is a range read that survives a transient failure in the
+// middle of its body (a connection dropped or reset, a stalled transfer):
+// it opens the rest of the range again, with the same options (so the
+// same If-Match condition), and goes on from the byte it had reached. The
+// answer that resumes must be of the same object (size and modification
+// time), or the read fails with the first error rather than mix two
+// versions. It resumes at most Attempts-1 times, with the same backoff as
+// the other calls, and never after ctx ends.
+type resumingReader struct {
+	b     *bucket
+	ctx   context.Context
+	key   string
+	off   int64 // the range asked for: off, n (n < 0: to the end)
+	n     int64
+	opts  *driver.ReaderOptions
+	r     driver.Reader
+	attrs driver.ReaderAttributes // of the first answer
+	read  int64                   // bytes returned so far
+	tries int                     // resumes so far
+	wait  time.Duration
+}
+
+func (r *resumingReader) Read(p []byte) (int, error) {
+	for {
+		m, err := r.r.Read(p)
+		r.read += int64(m)
+		if err == nil || err == io.EOF || m > 0 {
+			// A failure with bytes is seen again by the next Read.
+			return m, err
+		}
+		if err = r.resume(err); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// resume replaces the failed reader with one for the rest of the range.
+// It returns nil if it did, else the error to report: cause, or the
+// permanent error of the reopening (a failed If-Match says the object
+// changed, which its caller acts on).
+func (r *resumingReader) resume(cause error) error {
+	if !Transient(cause) || r.ctx.Err() != nil || r.tries+1 >= r.b.opts.Attempts {
+		return cause
+	}
+	rest := int64(-1)
+	if r.n >= 0 {
+		if rest = r.n - r.read; rest <= 0 {
+			return cause
+		}
+	}
+	if r.wait == 0 {
+		r.wait = r.b.opts.Initial
+	}
+	for r.tries+1 < r.b.opts.Attempts {
+		r.tries++
+		d := time.Duration(rand.Int64N(int64(r.wait))) + r.wait/2
+		if r.b.opts.Sleep(r.ctx, d) != nil {
+			return cause
+		}
+		r.wait = min(r.wait*2, r.b.opts.Max)
+		nr, err := r.b.Base.NewRangeReader(r.ctx, r.key, r.off+r.read, rest, r.opts)
+		if err != nil {
+			if !Transient(err) {
+				return err
+			}
+			if r.ctx.Err() != nil {
+				return cause
+			}
+			continue
+		}
+		a := nr.Attributes()
+		if a.Size != r.attrs.Size || !a.ModTime.Equal(r.attrs.ModTime) {
+			nr.Close() // another version of the object: not to be mixed in
+			return cause
+		}
+		r.r.Close()
+		r.r = nr
+		return nil
+	}
+	return cause
+}
+
+func (r *resumingReader) Close() error                         { return r.r.Close() }
+func (r *resumingReader) Attributes() *driver.ReaderAttributes { return &r.attrs }
+func (r *resumingReader) As(i any) bool                        { return r.r.As(i) }
 
 func (b *bucket) Copy(ctx context.Context, dst, src string, opts *driver.CopyOptions) error {
 	return b.do(ctx, func() error { return b.Base.Copy(ctx, dst, src, opts) })

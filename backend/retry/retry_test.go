@@ -1,8 +1,11 @@
 package retry
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"testing"
 	"time"
 
@@ -128,4 +131,134 @@ func TestBackoffGrowsAndIsCapped(t *testing.T) {
 	if len(slept) != 7 {
 		t.Errorf("slept %d times, want 7", len(slept))
 	}
+}
+
+// cutting serves range reads whose bodies fail after cutAfter bytes, for
+// the first `cuts` reads; replaced, when set, is written over the object
+// after the first cut (another writer replacing it mid-read).
+type cutting struct {
+	layer.Base
+	cutAfter int64
+	cuts     int
+	err      error
+	replaced []byte
+	opens    []int64 // offsets of the range reads asked for
+}
+
+func (c *cutting) NewRangeReader(ctx context.Context, key string, off, n int64, opts *driver.ReaderOptions) (driver.Reader, error) {
+	c.opens = append(c.opens, off)
+	r, err := c.Base.NewRangeReader(ctx, key, off, n, opts)
+	if err != nil || c.cuts == 0 {
+		return r, err
+	}
+	c.cuts--
+	return &cutReader{Reader: r, left: c.cutAfter, err: c.err, after: func() {
+		if c.replaced != nil {
+			c.Inner.WriteAll(ctx, key, c.replaced, nil)
+			c.replaced = nil
+		}
+	}}, nil
+}
+
+type cutReader struct {
+	driver.Reader
+	left  int64
+	err   error
+	after func()
+}
+
+func (r *cutReader) Read(p []byte) (int, error) {
+	if r.left == 0 {
+		r.after()
+		return 0, r.err
+	}
+	if int64(len(p)) > r.left {
+		p = p[:r.left]
+	}
+	n, err := r.Reader.Read(p)
+	r.left -= int64(n)
+	return n, err
+}
+
+// TestResumesCutBodies: a range read whose body fails part way goes on
+// from the byte it reached, once the failure is transient and the object
+// is the same; otherwise the read fails with the cause.
+func TestResumesCutBodies(t *testing.T) {
+	data := make([]byte, 10_000)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	errDropped := errors.New("connection reset by peer")
+	longer := append(append([]byte(nil), data...), 'x')
+	tests := []struct {
+		name      string
+		off, n    int64
+		cuts      int
+		cutAfter  int64
+		err       error
+		code      gcerrors.ErrorCode
+		replaced  []byte
+		wantOpens []int64 // nil: the read must fail
+	}{
+		{"cut once, whole object", 0, -1, 1, 3000, errDropped, gcerrors.Unknown, nil, []int64{0, 3000}},
+		{"cut twice, a range", 1000, 5000, 2, 1500, errDropped, gcerrors.Unknown, nil, []int64{1000, 2500, 4000}},
+		{"cut more often than the attempts", 0, -1, 10, 100, errDropped, gcerrors.Unknown, nil, nil},
+		{"permanent failure mid-body", 0, -1, 1, 3000, errDropped, gcerrors.PermissionDenied, nil, nil},
+		{"object replaced before the resume", 0, -1, 1, 3000, errDropped, gcerrors.Unknown, longer, nil},
+	}
+	ctx := context.Background()
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			mem := memblob.OpenBucket(nil)
+			if err := mem.WriteAll(ctx, "k", data, nil); err != nil {
+				t.Fatal(err)
+			}
+			c := &cutting{cutAfter: tc.cutAfter, cuts: tc.cuts, err: tc.err, replaced: tc.replaced}
+			f := &codeOf{cutting: c, code: tc.code, cause: tc.err}
+			c.Base = layer.Base{Inner: mem}
+			b := Wrap(blob.NewBucket(f), Options{Attempts: 4, Sleep: func(ctx context.Context, d time.Duration) error { return nil }})
+			r, err := b.NewRangeReader(ctx, "k", tc.off, tc.n, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(r)
+			r.Close()
+			end := int64(len(data))
+			if tc.n >= 0 {
+				end = tc.off + tc.n
+			}
+			if tc.wantOpens == nil {
+				if err == nil {
+					t.Fatalf("read succeeded (%d bytes), want the failure", len(got))
+				}
+				if !bytes.Equal(got, data[tc.off:tc.off+int64(len(got))]) {
+					t.Errorf("the bytes before the failure are not the object's")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("read failed: %v (opens at %v)", err, c.opens)
+			}
+			if !bytes.Equal(got, data[tc.off:end]) {
+				t.Errorf("read %d bytes that are not the range's %d", len(got), end-tc.off)
+			}
+			if fmt.Sprint(c.opens) != fmt.Sprint(tc.wantOpens) {
+				t.Errorf("range reads opened at %v, want %v", c.opens, tc.wantOpens)
+			}
+		})
+	}
+}
+
+// codeOf gives cause the error code code, as a store's driver would.
+type codeOf struct {
+	*cutting
+	code  gcerrors.ErrorCode
+	cause error
+}
+
+func (c *codeOf) ErrorCode(err error) gcerrors.ErrorCode {
+	if errors.Is(err, c.cause) {
+		return c.code
+	}
+	return c.cutting.ErrorCode(err)
 }
