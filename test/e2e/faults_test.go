@@ -21,11 +21,42 @@ import (
 // front of it answers chosen requests with the S3 error itself and passes
 // every other one to the server.
 
-// s3Fault is the S3 error a faultProxy answers a request with.
+// s3Fault is the S3 error a faultProxy answers a request with; or, with
+// CutAfter, the server's own answer cut off: the proxy sends its headers
+// and the first CutAfter bytes of its body, then drops the connection, as
+// a server that crashes or a network that fails mid-transfer does.
 type s3Fault struct {
-	Status  int
-	Code    string // the S3 error code, e.g. SlowDown
-	Message string
+	Status   int
+	Code     string // the S3 error code, e.g. SlowDown
+	Message  string
+	CutAfter int64
+}
+
+// cutWriter passes on the first n bytes of a body and fails after them.
+type cutWriter struct {
+	http.ResponseWriter
+	n int64
+}
+
+var errCut = fmt.Errorf("fault proxy: body cut off")
+
+func (w *cutWriter) Write(p []byte) (int, error) {
+	if int64(len(p)) > w.n {
+		m, _ := w.ResponseWriter.Write(p[:w.n])
+		w.n -= int64(m)
+		if f, ok := w.ResponseWriter.(http.Flusher); ok {
+			f.Flush()
+		}
+		return m, errCut // the reverse proxy then aborts the connection
+	}
+	w.n -= int64(len(p))
+	return w.ResponseWriter.Write(p)
+}
+
+func (w *cutWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
 }
 
 // faultRule decides, for each request in turn, whether the proxy answers it
@@ -68,7 +99,14 @@ func startFaultProxy(t *testing.T, srv *S3Server) *faultProxy {
 	rp := httputil.NewSingleHostReverseProxy(target)
 	rp.FlushInterval = -1 // stream bodies as they come
 	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if f := p.decide(r); f != nil {
+		f := p.decide(r)
+		if f != nil && f.CutAfter > 0 {
+			sw := &statusWriter{ResponseWriter: &cutWriter{ResponseWriter: w, n: f.CutAfter}, status: http.StatusOK}
+			defer func() { p.record(r, sw.status, true) }()
+			rp.ServeHTTP(sw, r)
+			return
+		}
+		if f != nil {
 			p.record(r, f.Status, true)
 			w.Header().Set("Content-Type", "application/xml")
 			w.WriteHeader(f.Status)
@@ -119,6 +157,18 @@ func (p *faultProxy) Requests(mark int) []proxied {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return append([]proxied(nil), p.log[mark:]...)
+}
+
+// Injected is how many requests since mark the proxy answered with a
+// fault.
+func (p *faultProxy) Injected(mark int) int {
+	n := 0
+	for _, r := range p.Requests(mark) {
+		if r.Injected {
+			n++
+		}
+	}
+	return n
 }
 
 func (p *faultProxy) Mark() int {
@@ -183,9 +233,9 @@ func firstTries(n int, fault s3Fault, methods ...string) faultRule {
 }
 
 var (
-	slowDown      = s3Fault{http.StatusServiceUnavailable, "SlowDown", "Please reduce your request rate."}
-	internalError = s3Fault{http.StatusInternalServerError, "InternalError", "We encountered an internal error. Please try again."}
-	accessDenied  = s3Fault{http.StatusForbidden, "AccessDenied", "Access Denied"}
+	slowDown      = s3Fault{Status: http.StatusServiceUnavailable, Code: "SlowDown", Message: "Please reduce your request rate."}
+	internalError = s3Fault{Status: http.StatusInternalServerError, Code: "InternalError", Message: "We encountered an internal error. Please try again."}
+	accessDenied  = s3Fault{Status: http.StatusForbidden, Code: "AccessDenied", Message: "Access Denied"}
 )
 
 // retryGaps is, for every request the proxy answered with a fault, how
@@ -266,13 +316,7 @@ func TestRemoteTransientErrorsRetried(t *testing.T) {
 		checkRecord(t, rec, g.Want(key))
 	}
 	checkBackoff(t, "mount", retryGaps(st.proxy.Requests(mark)))
-	injected := 0
-	for _, r := range st.proxy.Requests(mark) {
-		if r.Injected {
-			injected++
-		}
-	}
-	if injected < len(files) {
+	if injected := st.proxy.Injected(mark); injected < len(files) {
 		t.Errorf("the proxy throttled %d requests while mounting, want at least %d (one per object): the rule did not apply", injected, len(files))
 	}
 
@@ -411,5 +455,50 @@ func TestRemotePermanentErrorsFailAtOnce(t *testing.T) {
 	}
 	if got, ok := catBytes(t, m.Path("deny/t.jsonl")); !ok || got != string(g.Data) {
 		t.Errorf("deny/t.jsonl does not read once the server accepts again (ok=%v)", ok)
+	}
+}
+
+// TestRemoteCutOffResponses: the first answer to every GET of a tape stops
+// mid-body (the connection dropped after 1,000 bytes). A read through the
+// mount resumes the range where it broke and returns the tape's exact
+// bytes; read again from the disk cache they are still right; and grep
+// finds every tape.
+func TestRemoteCutOffResponses(t *testing.T) {
+	st := newProxiedStore(t)
+	files := map[string][]byte{}
+	for i := range 3 {
+		files[fmt.Sprintf("cut/t%d.jsonl", i)] = newTape(int64(760+i), 80).Data
+	}
+	files["cut/large.jsonl"] = bigTape(3 << 20).Data
+	m := mountFiles(t, st, files)
+
+	st.proxy.SetRule(func(r *http.Request, n int) *s3Fault {
+		if r.Method == http.MethodGet && n == 0 && strings.HasPrefix(r.URL.Path, st.objectPath("cut/")) {
+			return &s3Fault{CutAfter: 1000}
+		}
+		return nil
+	})
+	mark := st.proxy.Mark()
+	for key, data := range files {
+		if got, ok := catBytes(t, m.Path(key)); !ok || got != string(data) {
+			t.Errorf("cat %s through cut-off answers: ok=%v, %d bytes, want the tape's %d (%s)", key, ok, len(got), len(data), sameBytes([]byte(got), data))
+		}
+	}
+	if cut := st.proxy.Injected(mark); cut < len(files) {
+		t.Errorf("the proxy cut %d answers, want at least %d (one per tape): the rule did not apply", cut, len(files))
+	}
+
+	// Read again, from the daemon (not the page cache): every tape is
+	// whole, whatever the first read met.
+	st.proxy.SetRule(nil)
+	for key, data := range files {
+		run(t, "dd", "if="+m.Path(key), "iflag=nocache", "count=0", "status=none")
+		if got, ok := catBytes(t, m.Path(key)); !ok || got != string(data) {
+			t.Errorf("cat %s again: ok=%v, %d bytes, want the tape's %d", key, ok, len(got), len(data))
+		}
+	}
+	grep := run(t, "sh", "-c", "cd "+shellQuote([]string{m.Path("cut")})+` && grep -l '"jsonrpc"' *.jsonl`)
+	if n := len(strings.Fields(grep)); n != len(files) {
+		t.Errorf("grep -l found %d tapes, want %d:\n%s", n, len(files), grep)
 	}
 }
