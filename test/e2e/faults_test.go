@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -30,6 +31,9 @@ type s3Fault struct {
 	Code     string // the S3 error code, e.g. SlowDown
 	Message  string
 	CutAfter int64
+	// CutUploadAfter: the proxy reads this many bytes of the request's
+	// body, then drops the connection (an upload that breaks off).
+	CutUploadAfter int64
 }
 
 // cutWriter passes on the first n bytes of a body and fails after them.
@@ -100,6 +104,11 @@ func startFaultProxy(t *testing.T, srv *S3Server) *faultProxy {
 	rp.FlushInterval = -1 // stream bodies as they come
 	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f := p.decide(r)
+		if f != nil && f.CutUploadAfter > 0 {
+			p.record(r, 0, true)
+			io.CopyN(io.Discard, r.Body, f.CutUploadAfter)
+			panic(http.ErrAbortHandler) // the server drops the connection
+		}
 		if f != nil && f.CutAfter > 0 {
 			sw := &statusWriter{ResponseWriter: &cutWriter{ResponseWriter: w, n: f.CutAfter}, status: http.StatusOK}
 			defer func() { p.record(r, sw.status, true) }()
@@ -285,10 +294,11 @@ func countFor(reqs []proxied, method, path string) (all, injected int) {
 }
 
 // TestRemoteTransientErrorsRetried: a server that throttles (503 SlowDown)
-// or fails (500 InternalError) the first tries of every request. The
-// mount's first listing and indexing, cold reads (cat, grep) and uploads
-// (a small file and a streamed multipart one) all succeed with the right
-// bytes, and the proxy shows the faults were met and retried.
+// or fails (500 InternalError) the first tries of every request, or
+// breaks off the first try of every upload. The mount's first listing and
+// indexing, cold reads (cat, grep) and uploads (a small file and a
+// streamed multipart one) all succeed with the right bytes, and the proxy
+// shows the faults were met and retried.
 func TestRemoteTransientErrorsRetried(t *testing.T) {
 	st := newProxiedStore(t)
 	tapes := map[string]genTape{}
@@ -383,6 +393,27 @@ func TestRemoteTransientErrorsRetried(t *testing.T) {
 	}
 	if p := pendingKeys(t, m); len(p) != 0 {
 		t.Errorf("pending uploads after every close succeeded: %q", p)
+	}
+
+	// The same uploads again, with the first try of every PUT broken off
+	// after 64 KiB of its body: close still returns 0, and the store holds
+	// the exact bytes.
+	st.proxy.SetRule(firstTries(1, s3Fault{CutUploadAfter: 64 << 10}, http.MethodPut))
+	mark = st.proxy.Mark()
+	for key := range uploads {
+		dst := strings.Replace(key, "up/", "up/again-", 1)
+		if r := try(t, "cp", filepath.Join(src, filepath.Base(key)), m.Path(dst)); r.Code != 0 {
+			t.Errorf("cp to %s with uploads broken off:\n%s", dst, r)
+		}
+	}
+	for key, data := range uploads {
+		dst := strings.Replace(key, "up/", "up/again-", 1)
+		if got, ok := storeRead(t, st.Bucket(), dst); !ok || !bytes.Equal(got, data) {
+			t.Errorf("%s in the store after cp: present=%v, %d bytes, want %d", dst, ok, len(got), len(data))
+		}
+		if all, inj := countFor(st.proxy.Requests(mark), http.MethodPut, st.objectPath(dst)); inj == 0 || all <= inj {
+			t.Errorf("PUT %s: %d requests, %d broken off; want the breaks met and retried", dst, all, inj)
+		}
 	}
 }
 
