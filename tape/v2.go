@@ -103,6 +103,7 @@ func (l *v2line) note(g got, field string) bool {
 
 func (p *v2parser) readLines(data io.Reader) {
 	lr := newLineReader(data, MaxLineSize)
+	defer lr.release()
 	for {
 		ln, err := lr.next()
 		if err == io.EOF {
