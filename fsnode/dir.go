@@ -19,21 +19,41 @@ type dirNode struct {
 }
 
 var (
-	_ fs.NodeLookuper   = (*dirNode)(nil)
-	_ fs.NodeGetattrer  = (*dirNode)(nil)
-	_ fs.NodeSetattrer  = (*dirNode)(nil)
-	_ fs.NodeMkdirer    = (*dirNode)(nil)
-	_ fs.NodeRmdirer    = (*dirNode)(nil)
-	_ fs.NodeUnlinker   = (*dirNode)(nil)
-	_ fs.NodeRenamer    = (*dirNode)(nil)
-	_ fs.NodeCreater    = (*dirNode)(nil)
-	_ fs.NodeStatfser   = (*dirNode)(nil)
-	_ fs.NodeGetxattrer = (*dirNode)(nil)
+	_ fs.NodeLookuper      = (*dirNode)(nil)
+	_ fs.NodeGetattrer     = (*dirNode)(nil)
+	_ fs.NodeSetattrer     = (*dirNode)(nil)
+	_ fs.NodeMkdirer       = (*dirNode)(nil)
+	_ fs.NodeRmdirer       = (*dirNode)(nil)
+	_ fs.NodeUnlinker      = (*dirNode)(nil)
+	_ fs.NodeRenamer       = (*dirNode)(nil)
+	_ fs.NodeCreater       = (*dirNode)(nil)
+	_ fs.NodeStatfser      = (*dirNode)(nil)
+	_ fs.NodeGetxattrer    = (*dirNode)(nil)
+	_ fs.NodeSetxattrer    = (*dirNode)(nil)
+	_ fs.NodeRemovexattrer = (*dirNode)(nil)
 )
 
 // Getxattr: a directory has no attributes (see otherXattr).
 func (n *dirNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
 	return 0, otherXattr(attr)
+}
+
+// Setxattr and Removexattr: the store keeps no attributes of a directory.
+// ENOTSUP, as for files, tells cp -a, tar and rsync that there is nothing
+// to keep here; go-fuse's default for a node without them is ENODATA,
+// which made `cp -a` of a directory exit 1 ("preserving permissions").
+func (n *dirNode) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
+	if n.fsys.checkWritable() != nil {
+		return syscall.EROFS
+	}
+	return syscall.ENOTSUP
+}
+
+func (n *dirNode) Removexattr(ctx context.Context, attr string) syscall.Errno {
+	if n.fsys.checkWritable() != nil {
+		return syscall.EROFS
+	}
+	return syscall.ENOTSUP
 }
 
 func (n *dirNode) path() (string, syscall.Errno) {

@@ -56,16 +56,18 @@ type viewNode struct {
 }
 
 var (
-	_ fs.NodeLookuper   = (*viewNode)(nil)
-	_ fs.NodeReaddirer  = (*viewNode)(nil)
-	_ fs.NodeGetattrer  = (*viewNode)(nil)
-	_ fs.NodeCreater    = (*viewNode)(nil)
-	_ fs.NodeMkdirer    = (*viewNode)(nil)
-	_ fs.NodeUnlinker   = (*viewNode)(nil)
-	_ fs.NodeRmdirer    = (*viewNode)(nil)
-	_ fs.NodeRenamer    = (*viewNode)(nil)
-	_ fs.NodeSetattrer  = (*viewNode)(nil)
-	_ fs.NodeGetxattrer = (*viewNode)(nil)
+	_ fs.NodeLookuper      = (*viewNode)(nil)
+	_ fs.NodeReaddirer     = (*viewNode)(nil)
+	_ fs.NodeGetattrer     = (*viewNode)(nil)
+	_ fs.NodeCreater       = (*viewNode)(nil)
+	_ fs.NodeMkdirer       = (*viewNode)(nil)
+	_ fs.NodeUnlinker      = (*viewNode)(nil)
+	_ fs.NodeRmdirer       = (*viewNode)(nil)
+	_ fs.NodeRenamer       = (*viewNode)(nil)
+	_ fs.NodeSetattrer     = (*viewNode)(nil)
+	_ fs.NodeGetxattrer    = (*viewNode)(nil)
+	_ fs.NodeSetxattrer    = (*viewNode)(nil)
+	_ fs.NodeRemovexattrer = (*viewNode)(nil)
 )
 
 // viewEntry is one name in a view directory: a subdirectory (a view or a
@@ -283,3 +285,10 @@ func (n *viewNode) Rename(ctx context.Context, name string, newParent fs.InodeEm
 func (n *viewNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
 	return 0, otherXattr(attr)
 }
+
+// Setxattr and Removexattr: the views are read-only.
+func (n *viewNode) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
+	return syscall.EROFS
+}
+
+func (n *viewNode) Removexattr(ctx context.Context, attr string) syscall.Errno { return syscall.EROFS }
