@@ -16,7 +16,7 @@ MNT     ?= /mnt/tapes
 PREFIX  ?= /usr/local
 
 # Debian packages the tests drive the mount with (and cgo needs for SQLite).
-DEB_PACKAGES := jq sqlite3 attr psmisc gcc libc6-dev stress-ng fio
+DEB_PACKAGES := jq sqlite3 attr psmisc gcc libc6-dev stress-ng fio rsync
 
 # versitygw (the S3 server of the e2e suite) is built once into this cache.
 export TAPEFS_TOOLS ?= $(HOME)/.cache/tapefs-tools

@@ -81,6 +81,54 @@ func TestCopyTapeIn(t *testing.T) {
 	})
 }
 
+// TestCopyPreserving: the copies that try to keep modes, times and
+// extended attributes (cp -a, cp -rp, tar -xp, rsync -a) of a tree of
+// tapes and directories succeed (exit 0) and put the exact bytes in the
+// store. What the store cannot keep (modes, ACLs) they are told with
+// ENOTSUP, which they accept; a directory answered ENODATA, and cp -a
+// exited 1.
+func TestCopyPreserving(t *testing.T) {
+	a, b := newTape(11, 12), newTape(12, 7)
+	files := map[string][]byte{
+		"set/a.jsonl": a.Data, "set/a.meta.json": a.Meta,
+		"set/sub/b.jsonl": b.Data, "set/sub/deeper/notes.txt": []byte("notes\n"),
+	}
+	src := writeLocal(t, files)
+	forEachBackend(t, func(t *testing.T, st Store) {
+		m := mount(t, st)
+		copies := []struct {
+			name, dir string
+			cmd       []string
+		}{
+			{"cp -a", "cp-a", []string{"cp", "-a", filepath.Join(src, "set"), m.Path("cp-a")}},
+			{"cp -rp", "cp-rp", []string{"cp", "-rp", filepath.Join(src, "set"), m.Path("cp-rp")}},
+			{"tar -xp", "tar", []string{"sh", "-c", "mkdir " + shellQuote([]string{m.Path("tar")}) +
+				" && tar -C " + shellQuote([]string{src}) + " -cf - set | tar -C " + shellQuote([]string{m.Path("tar")}) + " -xpf -"}},
+			{"rsync -a", "rsync", []string{"rsync", "-a", filepath.Join(src, "set") + "/", m.Path("rsync") + "/"}},
+		}
+		want := map[string][]byte{}
+		for _, c := range copies {
+			if r := try(t, c.cmd[0], c.cmd[1:]...); r.Code != 0 {
+				t.Errorf("%s into the mount:\n%s", c.name, r)
+			}
+			prefix := c.dir + "/"
+			if c.dir == "tar" {
+				prefix = "tar/set/"
+			}
+			for key, data := range files {
+				want[prefix+strings.TrimPrefix(key, "set/")] = data
+			}
+		}
+		checkStore(t, st, want)
+		checkMount(t, m, want)
+		// And a second rsync -a of the same tree, as a backup job runs.
+		if r := try(t, "rsync", "-a", filepath.Join(src, "set")+"/", m.Path("rsync")+"/"); r.Code != 0 {
+			t.Errorf("rsync -a again:\n%s", r)
+		}
+		checkStore(t, st, want)
+	})
+}
+
 // TestMoveFile: mv renames a tape within its directory and into another
 // directory; the old name is gone everywhere, the new one has the bytes.
 func TestMoveFile(t *testing.T) {
