@@ -88,13 +88,19 @@ func (b *bucket) do(ctx context.Context, fn func() error) error {
 		if err = fn(); err == nil || !Transient(err) || attempt >= b.opts.Attempts || ctx.Err() != nil {
 			return err
 		}
-		// Full jitter keeps many clients from retrying in step.
-		d := time.Duration(rand.Int64N(int64(wait))) + wait/2
-		if serr := b.opts.Sleep(ctx, d); serr != nil {
+		if b.pause(ctx, &wait) != nil {
 			return err
 		}
-		wait = min(wait*2, b.opts.Max)
 	}
+}
+
+// pause waits before the next try, a random time around *wait (jitter
+// keeps many clients from retrying in step), and doubles *wait up to Max.
+// It returns ctx's error if ctx ends first.
+func (b *bucket) pause(ctx context.Context, wait *time.Duration) error {
+	d := time.Duration(rand.Int64N(int64(*wait))) + *wait/2
+	*wait = min(*wait*2, b.opts.Max)
+	return b.opts.Sleep(ctx, d)
 }
 
 func (b *bucket) Attributes(ctx context.Context, key string) (a *driver.Attributes, err error) {
@@ -171,11 +177,9 @@ func (r *resumingReader) resume(cause error) error {
 	}
 	for r.tries+1 < r.b.opts.Attempts {
 		r.tries++
-		d := time.Duration(rand.Int64N(int64(r.wait))) + r.wait/2
-		if r.b.opts.Sleep(r.ctx, d) != nil {
+		if r.b.pause(r.ctx, &r.wait) != nil {
 			return cause
 		}
-		r.wait = min(r.wait*2, r.b.opts.Max)
 		nr, err := r.b.Base.NewRangeReader(r.ctx, r.key, r.off+r.read, rest, r.opts)
 		if err != nil {
 			if !Transient(err) {
