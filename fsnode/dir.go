@@ -119,7 +119,7 @@ func (n *dirNode) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrO
 }
 
 // Setattr accepts mode, owner and time changes and keeps nothing of them:
-// modes are fixed (0755 directories, 0644 files) and times are the store's.
+// modes are the mount's (Options.DirMode, FileMode) and times the store's.
 func (n *dirNode) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	if err := n.fsys.checkWritable(); err != nil {
 		return n.fsys.errno("setattr", "", err)

@@ -170,7 +170,7 @@ func (n *fileNode) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.Attr
 	n.mu.Unlock()
 	n.fsys.fillAttr(e, &out.Attr)
 	if n.inView != 0 {
-		out.Attr.Mode = fuse.S_IFREG | 0o444
+		out.Attr.Mode = fuse.S_IFREG | n.fsys.viewFileMode()
 		out.Attr.Ino = uint64(viewFileIno(e.ID))
 	}
 	return 0

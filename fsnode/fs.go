@@ -42,7 +42,24 @@ type Options struct {
 	// (ErrChanged), so that the sidecar catches up before the next
 	// refresh; nil: it waits for that refresh.
 	StoreChanged func(key string)
+	// Owner is the user and group every file and directory shows; nil:
+	// the daemon's.
+	Owner *Owner
+	// FileMode and DirMode are the permission bits every file and
+	// directory shows (0: 0644 and 0755); the read-only views show them
+	// without the write bits. The store keeps no modes, so chmod changes
+	// nothing; with default_permissions the kernel checks access by them.
+	FileMode, DirMode uint32
 }
+
+// Owner is a user and group id.
+type Owner struct{ UID, GID uint32 }
+
+// The modes files and directories show unless Options says otherwise.
+const (
+	defaultFileMode = 0o644
+	defaultDirMode  = 0o755
+)
 
 // dirInoBase keeps directory inode numbers apart from object row ids.
 const dirInoBase = 1 << 48
@@ -151,10 +168,21 @@ func New(opts Options) *FS {
 		opts.UploadTimeout = 10 * time.Minute
 	}
 	opts.Read.fill()
+	if opts.FileMode == 0 {
+		opts.FileMode = defaultFileMode
+	}
+	if opts.DirMode == 0 {
+		opts.DirMode = defaultDirMode
+	}
+	opts.FileMode &= 0o777
+	opts.DirMode &= 0o777
 	f := &FS{opts: opts, log: opts.Logger, bucket: opts.Bucket, sc: opts.Sidecar,
 		staged: map[*fileNode]struct{}{}, created: map[string]time.Time{}, removed: map[string]bool{}, started: time.Now(),
 		uploading: map[*StagedWrite]time.Time{}, uid: uint32(os.Getuid()), gid: uint32(os.Getgid()),
 		streams: make(chan struct{}, maxStreams)}
+	if opts.Owner != nil {
+		f.uid, f.gid = opts.Owner.UID, opts.Owner.GID
+	}
 	f.root = &dirNode{fsys: f}
 	f.views = f.newViewsRoot()
 	f.ahead = newDirAhead(f)
@@ -204,8 +232,8 @@ func (f *FS) MountOptions(entryTimeout, attrTimeout time.Duration, allowOther bo
 		// store before anything is written (and stays if the daemon dies).
 		//
 		// HANDLE_KILLPRIV_V2 tells the kernel that this FS clears setuid
-		// bits and capabilities itself on write (it has none to clear: every
-		// file is 0644 and security.* is not supported). Without it the
+		// bits and capabilities itself on write (it has none to clear: no
+		// file has setuid bits and security.* is not supported). Without it the
 		// kernel asks GETXATTR security.capability before every write,
 		// one more round trip for each.
 		ExtraCapabilities: fuse.CAP_ATOMIC_O_TRUNC | fuse.CAP_HANDLE_KILLPRIV_V2,
@@ -245,12 +273,12 @@ func (f *FS) fillAttr(e meta.Entry, a *fuse.Attr) {
 		mt = f.started
 	}
 	if e.IsDir {
-		a.Mode = fuse.S_IFDIR | 0o755
+		a.Mode = fuse.S_IFDIR | f.opts.DirMode
 		a.Nlink = 2
 		a.Ino = dirInoBase + uint64(e.ID)
 		a.Size = 4096
 	} else {
-		a.Mode = fuse.S_IFREG | 0o644
+		a.Mode = fuse.S_IFREG | f.opts.FileMode
 		a.Nlink = 1
 		a.Ino = uint64(e.ID)
 		a.Size = uint64(e.Size)
@@ -261,9 +289,9 @@ func (f *FS) fillAttr(e meta.Entry, a *fuse.Attr) {
 	a.Uid, a.Gid = f.owner()
 }
 
-// owner is the uid and gid every file of the mount has: the daemon's,
-// read once (os.Getuid is a system call, and fillAttr runs for every
-// entry of every listing).
+// owner is the uid and gid every file of the mount has: Options.Owner or
+// the daemon's, read once (os.Getuid is a system call, and fillAttr runs
+// for every entry of every listing).
 func (f *FS) owner() (uint32, uint32) { return f.uid, f.gid }
 
 // changed records a change to the sidecar's tree, after it is made: the

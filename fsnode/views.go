@@ -216,9 +216,12 @@ func (n *viewNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 	ch := n.NewInode(ctx, &fileNode{fsys: n.fsys, inView: e.tape.ID},
 		fs.StableAttr{Mode: fuse.S_IFREG, Ino: uint64(ent.ID)})
 	n.fsys.fillAttr(ent, &out.Attr)
-	out.Attr.Mode = fuse.S_IFREG | 0o444
+	out.Attr.Mode = fuse.S_IFREG | n.fsys.viewFileMode()
 	return ch, 0
 }
+
+// viewFileMode is the mode of the views' files: the mount's, read-only.
+func (f *FS) viewFileMode() uint32 { return f.opts.FileMode &^ 0o222 }
 
 // viewFileInoBase keeps the inodes of the views' files apart.
 const viewFileInoBase = 1 << 60
@@ -244,7 +247,7 @@ func (n *viewNode) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
 }
 
 func (n *viewNode) fillAttr(a *fuse.Attr) {
-	a.Mode = fuse.S_IFDIR | 0o555
+	a.Mode = fuse.S_IFDIR | n.fsys.opts.DirMode&^0o222
 	a.Nlink = 2
 	a.Ino = n.ino()
 	a.Size = 4096

@@ -40,6 +40,10 @@ type MountCmd struct {
 	Daemon          bool          `help:"Run in the background; return once the mount answers." env:"TAPEFS_DAEMON"`
 	ReadOnly        bool          `help:"Refuse every write with EROFS." env:"TAPEFS_READ_ONLY"`
 	AllowOther      bool          `help:"Let other users see the mount (needs user_allow_other for non-root)." env:"TAPEFS_ALLOW_OTHER"`
+	UID             OwnerID       `name:"uid" help:"User id every file and directory is owned by. Default: the user who mounts." env:"TAPEFS_UID" placeholder:"UID"`
+	GID             OwnerID       `name:"gid" help:"Group id every file and directory is owned by. Default: the group of the user who mounts." env:"TAPEFS_GID" placeholder:"GID"`
+	FileMode        FileMode      `help:"Permission bits of every file, in octal (the store keeps none; chmod changes nothing). The views under .by show them without the write bits." default:"0644" env:"TAPEFS_FILE_MODE"`
+	DirMode         FileMode      `help:"Permission bits of every directory, in octal." default:"0755" env:"TAPEFS_DIR_MODE"`
 	AttrTimeout     time.Duration `help:"How long the kernel may cache attributes and names." default:"10s" env:"TAPEFS_ATTR_TIMEOUT"`
 	RefreshInterval time.Duration `help:"How often to list the store again to pick up changes made elsewhere (0 disables)." default:"1m" env:"TAPEFS_REFRESH_INTERVAL"`
 	Timeout         time.Duration `help:"Bound on one read request to the store; a read that takes longer fails with EIO. A connection to an S3 store that moves no data for this long fails too, so a server that stops answering fails a close (EIO, the upload kept and retried) after the SDK's 3 tries instead of hanging it." default:"30s" env:"TAPEFS_TIMEOUT"`
@@ -53,6 +57,22 @@ type MountCmd struct {
 	LogFile         string        `help:"Log file of a --daemon mount. Default: $XDG_STATE_HOME/tapefs/logs/ID.log." env:"TAPEFS_LOG_FILE" placeholder:"FILE"`
 	MetricsAddr     string        `help:"Serve Prometheus metrics of the store (operations, latencies, bytes) and the mount at http://ADDR/metrics, e.g. 127.0.0.1:9464. Default: none." env:"TAPEFS_METRICS_ADDR" placeholder:"HOST:PORT"`
 	ProgressFlag
+}
+
+// owner is the user and group the mount shows, from --uid and --gid (each
+// defaulting to the mounting user's); nil when neither is given.
+func (c *MountCmd) owner() *fsnode.Owner {
+	if !c.UID.Set && !c.GID.Set {
+		return nil
+	}
+	o := &fsnode.Owner{UID: uint32(os.Getuid()), GID: uint32(os.Getgid())}
+	if c.UID.Set {
+		o.UID = c.UID.ID
+	}
+	if c.GID.Set {
+		o.GID = c.GID.ID
+	}
+	return o
 }
 
 // readyEnv tells a re-executed daemon which file descriptor reports start-up.
@@ -363,7 +383,8 @@ func (c *MountCmd) serve(log *slog.Logger, rp *readyPipe) error {
 	}
 	tree := fsnode.New(fsnode.Options{
 		Bucket: bucket, Sidecar: sc, Indexer: ix, Staging: staging, Logger: log,
-		ReadOnly: c.ReadOnly, StoreChanged: storeChanged,
+		ReadOnly: c.ReadOnly, StoreChanged: storeChanged, Owner: c.owner(),
+		FileMode: uint32(c.FileMode), DirMode: uint32(c.DirMode),
 		Read: fsnode.ReadOptions{ChunkSize: c.ChunkSize, MaxAhead: c.ReadAhead, Timeout: c.Timeout, Cache: chunks, IfMatch: !st.tiered()},
 	})
 	ix.SetPending(tree.IsPending)
