@@ -21,7 +21,7 @@ var posixNotApplicable = map[string]string{
 	"Tmpfile":             "no O_TMPFILE: every file is a store key, and an unnamed file has none",
 	"XAttr":               "no user-set extended attributes: a file's attributes are its tape's index (setxattr is ENOTSUP)",
 	"XAttrLarge":          "no user-set extended attributes: a file's attributes are its tape's index (setxattr is ENOTSUP)",
-	"FileBasic":           "modes are not kept: every file is 0644 and chmod changes nothing (the case checks a 0755 file)",
+	"FileBasic":           "modes are not kept: every file shows --file-mode (default 0644) and chmod changes nothing (the case checks a 0755 file)",
 	"Fallocate":           "no space reservation: an object store has none to give (fallocate is EOPNOTSUPP)",
 	"FallocateKeepSize":   "no space reservation: an object store has none to give (fallocate is EOPNOTSUPP)",
 	"FcntlFlockLocksFile": "record locks are not kept: other mounts of the store could not see them",

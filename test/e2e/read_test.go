@@ -104,7 +104,7 @@ func TestListing(t *testing.T) {
 		m := mountFiles(t, st, c.Files)
 		checkListing(t, m, c.Files)
 
-		// Modes are fixed: 0644 files, 0755 directories.
+		// Modes are the mount's defaults: 0644 files, 0755 directories.
 		for _, key := range []string{"v1", c.Malformed} {
 			got := strings.TrimSpace(run(t, "stat", "-c", "%a %F", m.Path(key)))
 			want := "644 regular file"

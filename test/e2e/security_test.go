@@ -469,3 +469,47 @@ func TestS3PermanentErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestOwnerAndModes: --uid, --gid, --file-mode and --dir-mode set what
+// every file and directory shows, new ones included, with the views
+// read-only; and the kernel checks access by them (default_permissions):
+// with --allow-other the owner reads a 0640 file and another user cannot.
+func TestOwnerAndModes(t *testing.T) {
+	st := backendNamed(t, "file")
+	c := newCorpus(t)
+	m := mountFiles(t, st, c.Files, withArgs("--uid", "1234", "--gid", "2345", "--file-mode", "0640", "--dir-mode", "750", "--allow-other"))
+	run(t, "mkdir", m.Path("made"))
+	run(t, "sh", "-c", "echo new > "+shellQuote([]string{m.Path("made/new.txt")}))
+	view := strings.TrimSpace(run(t, "sh", "-c", "find "+shellQuote([]string{m.Path(".by/tag")})+" -type f | head -n 1"))
+	if view == "" {
+		t.Fatalf("no tape under .by/tag")
+	}
+	for _, tc := range []struct{ path, want string }{
+		{m.Dir, "1234 2345 750"},
+		{m.Path(c.V2Tape), "1234 2345 640"},
+		{m.Path(c.Nested), "1234 2345 750"},
+		{m.Path("made"), "1234 2345 750"},
+		{m.Path("made/new.txt"), "1234 2345 640"},
+		{m.Path(".by"), "1234 2345 550"},
+		{view, "1234 2345 440"},
+	} {
+		if got := strings.TrimSpace(run(t, "stat", "-c", "%u %g %a", tc.path)); got != tc.want {
+			t.Errorf("stat %s: %q, want %q (uid gid mode)", tc.path, got, tc.want)
+		}
+	}
+
+	// Other users must be able to reach the mountpoint for the check below.
+	for p := m.Dir; p != os.TempDir() && p != "/"; p = filepath.Dir(p) {
+		os.Chmod(p, 0o755)
+	}
+	as := func(uid string, args ...string) Result {
+		return try(t, "setpriv", append([]string{"--reuid", uid, "--regid", uid, "--clear-groups"}, args...)...)
+	}
+	tapePath := m.Path(c.V2Tape)
+	if r := as("1234", "cat", tapePath); r.Code != 0 || r.Stdout != string(c.Files[c.V2Tape]) {
+		t.Errorf("the owner (uid 1234) cannot read a 0640 file:\n%s", r)
+	}
+	if r := as("4321", "cat", tapePath); r.Code == 0 || !strings.Contains(r.Stderr, "Permission denied") {
+		t.Errorf("another user (uid 4321) read a 0640 file owned by 1234, want EACCES:\n%s", r)
+	}
+}

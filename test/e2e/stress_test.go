@@ -25,7 +25,7 @@ var stressNotApplicable = map[string]string{
 	"symlink":   "not run: symbolic links are not supported (symlink(2) is ENOTSUP)",
 	"mknod":     "not run: device nodes, FIFOs and sockets are not supported (mknod(2) is ENOTSUP)",
 	"xattr":     "not run: user extended attributes are not supported (setxattr is ENOTSUP; the stressor skips itself, exit 3)",
-	"access":    "not run: it checks that chmod'ed mode bits take effect in access(2), and modes are not kept (files are always 0644)",
+	"access":    "not run: it checks that chmod'ed mode bits take effect in access(2), and modes are not kept (every file shows --file-mode)",
 	"fallocate": "not run: fallocate is EOPNOTSUPP, so the stressor does no work (0 bogo ops)",
 	"fpunch":    "not run: it punches holes with fallocate, which is EOPNOTSUPP",
 	"fiemap":    "not run: FS_IOC_FIEMAP is not offered by FUSE (the stressor skips itself)",
