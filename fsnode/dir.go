@@ -43,13 +43,13 @@ func (n *dirNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint3
 // to keep here; go-fuse's default for a node without them is ENODATA,
 // which made `cp -a` of a directory exit 1 ("preserving permissions").
 func (n *dirNode) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
-	if n.fsys.checkWritable() != nil {
-		return syscall.EROFS
-	}
-	return syscall.ENOTSUP
+	return n.noXattrs()
 }
 
-func (n *dirNode) Removexattr(ctx context.Context, attr string) syscall.Errno {
+func (n *dirNode) Removexattr(ctx context.Context, attr string) syscall.Errno { return n.noXattrs() }
+
+// noXattrs is the answer to a change of a directory's attributes.
+func (n *dirNode) noXattrs() syscall.Errno {
 	if n.fsys.checkWritable() != nil {
 		return syscall.EROFS
 	}
