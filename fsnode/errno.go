@@ -99,16 +99,3 @@ func toErrno(log *slog.Logger, op, path string, err error) syscall.Errno {
 	log.Error("I/O error", "op", op, "path", path, "err", err)
 	return syscall.EIO
 }
-
-// local is ctx for sidecar work: a query of the local index is short and
-// bounded, so a kernel interrupt (which Go programs get from their own
-// runtime's preemption signals) must not turn it into EINTR.
-func local(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }
-
-// mutating is ctx for a change to the store (mkdir, rmdir, unlink, rename):
-// once it has started it runs to the end, bounded like an upload, so that a
-// kernel interrupt (a signal to the caller) never leaves it half done, with
-// the store, the sidecar and the kernel's dentries disagreeing.
-func (f *FS) mutating(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), f.opts.UploadTimeout)
-}

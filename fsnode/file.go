@@ -252,6 +252,8 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint3
 // acquire gives the node a staged copy for writing: empty when truncating,
 // else a copy of the object (copy-on-open).
 func (n *fileNode) acquire(ctx context.Context, trunc bool) syscall.Errno {
+	ctx, cancel := killable(ctx)
+	defer cancel()
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.staged != nil {

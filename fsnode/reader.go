@@ -190,7 +190,10 @@ func (r *ObjectReader) ReadAt(ctx context.Context, p []byte, off int64) (int, er
 		select {
 		case <-cf.done:
 		case <-ctx.Done():
-			return n, ctx.Err()
+			if callerKilled(ctx) {
+				return n, ctx.Err()
+			}
+			<-cf.done // any other signal: the read goes on (see interrupt.go)
 		}
 		if cf.err != nil {
 			return n, cf.err // kept for failMemo, then read again
