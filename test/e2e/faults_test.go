@@ -34,6 +34,10 @@ type s3Fault struct {
 	// CutUploadAfter: the proxy reads this many bytes of the request's
 	// body, then drops the connection (an upload that breaks off).
 	CutUploadAfter int64
+	// Delay: the proxy holds the request this long (or until the client
+	// gives up on it), then passes it on: a slow server. The proxy's log
+	// has the request from when it arrived.
+	Delay time.Duration
 }
 
 // cutWriter passes on the first n bytes of a body and fails after them.
@@ -104,6 +108,15 @@ func startFaultProxy(t *testing.T, srv *S3Server) *faultProxy {
 	rp.FlushInterval = -1 // stream bodies as they come
 	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f := p.decide(r)
+		if f != nil && f.Delay > 0 {
+			p.record(r, 0, true) // when it arrived: it is held from now
+			select {
+			case <-time.After(f.Delay):
+				rp.ServeHTTP(w, r)
+			case <-r.Context().Done():
+			}
+			return
+		}
 		if f != nil && f.CutUploadAfter > 0 {
 			p.record(r, 0, true)
 			io.CopyN(io.Discard, r.Body, f.CutUploadAfter)

@@ -1,0 +1,217 @@
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Tests of calls the kernel interrupts: any signal to a process blocked in
+// a FUSE request makes the kernel send the daemon an INTERRUPT. A signal
+// the process handles (Go programs get SIGURG from their own runtime all
+// the time, shells SIGCHLD) must not fail the call; a process being killed
+// must not wait for a slow store.
+
+// handleSIGUSR1 makes SIGUSR1 a signal the test process handles, until the
+// test ends (and a moment longer, for one still on its way).
+func handleSIGUSR1(t *testing.T) {
+	caught := make(chan os.Signal, 16)
+	signal.Notify(caught, syscall.SIGUSR1)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-caught:
+			case <-done:
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		time.Sleep(100 * time.Millisecond)
+		signal.Stop(caught)
+		close(done)
+	})
+}
+
+// underSignals runs call on a thread of its own while another goroutine
+// sends that thread a handled SIGUSR1 (see handleSIGUSR1) every 2 ms; it
+// returns call's error and how many signals were sent while call ran.
+func underSignals(t *testing.T, call func() error) (error, int64) {
+	t.Helper()
+	tid := make(chan int)
+	result := make(chan error)
+	var sent atomic.Int64
+	var running atomic.Bool
+	running.Store(true)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		tid <- syscall.Gettid()
+		err := call()
+		running.Store(false)
+		result <- err
+	}()
+	target := <-tid
+	pid := os.Getpid()
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-result:
+			return err, sent.Load()
+		case <-tick.C:
+			if running.Load() && syscall.Tgkill(pid, target, syscall.SIGUSR1) == nil {
+				sent.Add(1)
+			}
+		}
+	}
+}
+
+// slowGets delays every GET of an object under prefix by d.
+func slowGets(st *proxiedStore, prefix string, d time.Duration) faultRule {
+	return func(r *http.Request, n int) *s3Fault {
+		if r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, st.objectPath(prefix)) {
+			return &s3Fault{Delay: d}
+		}
+		return nil
+	}
+}
+
+// TestInterruptedCalls: truncate(2), open for writing (which copies the
+// object from the store) and a cold read, each waiting 300 ms on a slow
+// server while its thread gets a handled signal every 2 ms, succeed with
+// the right bytes (syscall.Truncate does not retry EINTR, so an interrupt
+// turned into EINTR fails it); then a truncate killed with SIGKILL while
+// its copy waits on a server that would answer in 60 s is reaped at once,
+// and the object is unchanged.
+func TestInterruptedCalls(t *testing.T) {
+	st := newProxiedStore(t)
+	files := map[string][]byte{}
+	for i, name := range []string{"trunc", "write", "read", "killed"} {
+		g := newTape(int64(900+i), 80)
+		files["slow/"+name+".jsonl"] = g.Data
+	}
+	st.Seed(t, files)
+	m := mount(t, st)
+	handleSIGUSR1(t)
+	st.proxy.SetRule(slowGets(st, "slow/", 300*time.Millisecond))
+
+	check := func(what string, err error, sent int64) {
+		t.Helper()
+		if sent == 0 {
+			t.Errorf("%s: no signal was sent while it ran: the test did not interrupt it", what)
+		}
+		if err != nil {
+			t.Errorf("%s, interrupted by %d handled signals: %v", what, sent, err)
+		} else {
+			t.Logf("%s: succeeded through %d handled signals", what, sent)
+		}
+	}
+
+	key := "slow/trunc.jsonl"
+	err, sent := underSignals(t, func() error { return syscall.Truncate(m.Path(key), 100) })
+	check("truncate", err, sent)
+	if got, _ := storeRead(t, st.Bucket(), key); !bytes.Equal(got, files[key][:100]) {
+		t.Errorf("truncate: the store holds %d bytes, want the first 100 of the tape", len(got))
+	}
+
+	key = "slow/write.jsonl"
+	err, sent = underSignals(t, func() error {
+		fd, err := syscall.Open(m.Path(key), syscall.O_WRONLY, 0)
+		if err != nil {
+			return fmt.Errorf("open: %w", err)
+		}
+		if _, err := syscall.Pwrite(fd, []byte("X"), 0); err != nil {
+			syscall.Close(fd)
+			return fmt.Errorf("pwrite: %w", err)
+		}
+		if err := syscall.Close(fd); err != nil {
+			return fmt.Errorf("close: %w", err)
+		}
+		return nil
+	})
+	check("open for writing, write, close", err, sent)
+	want := append([]byte("X"), files[key][1:]...)
+	if got, _ := storeRead(t, st.Bucket(), key); !bytes.Equal(got, want) {
+		t.Errorf("write: the store holds %d bytes, not the tape with its first byte replaced", len(got))
+	}
+
+	key = "slow/read.jsonl"
+	buf := make([]byte, len(files[key]))
+	var n int
+	err, sent = underSignals(t, func() error {
+		fd, err := syscall.Open(m.Path(key), syscall.O_RDONLY, 0)
+		if err != nil {
+			return fmt.Errorf("open: %w", err)
+		}
+		defer syscall.Close(fd)
+		for n < len(buf) {
+			k, err := syscall.Read(fd, buf[n:])
+			if err != nil {
+				return fmt.Errorf("read at %d: %w", n, err)
+			}
+			if k == 0 {
+				break
+			}
+			n += k
+		}
+		return nil
+	})
+	check("cold read", err, sent)
+	if err == nil && !bytes.Equal(buf[:n], files[key]) {
+		t.Errorf("cold read: %d bytes that are not the tape's", n)
+	}
+
+	// A caller being killed does not wait for the store.
+	key = "slow/killed.jsonl"
+	st.proxy.SetRule(slowGets(st, "slow/", 60*time.Second))
+	mark := st.proxy.Mark()
+	cmd := exec.Command("truncate", "-s", "1", m.Path(key))
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if all, _ := countFor(st.proxy.Requests(mark), http.MethodGet, st.objectPath(key)); all > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatal("truncate never blocked on the mount")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	start := time.Now()
+	cmd.Process.Kill()
+	ended := make(chan struct{})
+	go func() { cmd.Wait(); close(ended) }()
+	select {
+	case <-ended:
+		t.Logf("truncate killed with SIGKILL ended %s later", time.Since(start).Round(time.Millisecond))
+	case <-time.After(10 * time.Second):
+		t.Errorf("truncate killed with SIGKILL has not ended after 10 s: the daemon waits for a store that answers in 60 s")
+		st.proxy.SetRule(nil) // the daemon's next try gets through
+		<-ended
+	}
+	st.proxy.SetRule(nil)
+	if got, _ := storeRead(t, st.Bucket(), key); !bytes.Equal(got, files[key]) {
+		t.Errorf("the killed truncate changed the object: %d bytes, want %d", len(got), len(files[key]))
+	}
+	if err := syscall.Truncate(m.Path(key), 1); err != nil {
+		t.Errorf("truncate after the killed one: %v", err)
+	}
+	if got, _ := storeRead(t, st.Bucket(), key); !bytes.Equal(got, files[key][:1]) {
+		t.Errorf("after truncate to 1 byte the store holds %d bytes", len(got))
+	}
+}
