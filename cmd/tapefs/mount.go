@@ -487,6 +487,7 @@ type daemon struct {
 
 	stopMu   sync.Mutex
 	stopping bool
+	detached bool // by a lazy unmount: files opened before it still work
 	done     chan struct{}
 }
 
@@ -539,10 +540,12 @@ func (d *daemon) run() error {
 			d.ln.Close()
 			return nil
 		case <-d.done:
+			d.serveDetached(waited, sigs)
 			return nil
 		case <-waited:
 			if d.isStopping() {
 				<-d.done
+				d.serveDetached(waited, sigs)
 				return nil
 			}
 			// Unmounted from outside (umount): keep what is staged safe.
@@ -581,14 +584,66 @@ func (d *daemon) shutdown(lazy bool) error {
 	}
 	var err error
 	if lazy {
-		err = syscall.Unmount(d.cmd.Mountpoint, syscall.MNT_DETACH)
+		if err = syscall.Unmount(d.cmd.Mountpoint, syscall.MNT_DETACH); err != nil {
+			err = fmt.Errorf("the kernel refused the lazy unmount: %w", err)
+		}
 	} else {
-		err = d.server.Unmount()
+		err = unmountNow(d.cmd.Mountpoint, d.server)
 	}
 	if err != nil {
-		return fmt.Errorf("unmount of %s failed: %w (files still open? close them or use --lazy)", d.cmd.Mountpoint, err)
+		return err
 	}
-	d.stopping = true
+	d.stopping, d.detached = true, lazy
+	return nil
+}
+
+// serveDetached, after a lazy unmount, serves the files still open until
+// the last of them is closed (the kernel then ends the connection), and
+// uploads what was written to them; a signal ends it early.
+func (d *daemon) serveDetached(waited <-chan struct{}, sigs <-chan os.Signal) {
+	d.stopMu.Lock()
+	detached := d.detached
+	d.stopMu.Unlock()
+	if !detached {
+		return
+	}
+	removeMountInfo(d.cmd.Mountpoint)
+	select {
+	case <-waited:
+	default:
+		d.log.Info("detached by a lazy unmount; serving the files still open until they are closed", "mountpoint", d.cmd.Mountpoint)
+		select {
+		case <-waited:
+		case s := <-sigs:
+			d.log.Info("signal received while files of a lazy unmount are open; they stop working", "signal", s.String())
+		}
+	}
+	if err := d.tree.FlushAll(); err != nil {
+		d.log.Error("pending uploads failed; the staged data stays and is uploaded at the next mount", "err", err)
+	}
+}
+
+// unmountNow unmounts mp unless something in it is open: that is refused
+// with what to do, not go-fuse's fallback to fusermount (whose own error,
+// or its absence, would hide the cause). The serve loop ends when the
+// kernel lets the mount go.
+func unmountNow(mp string, server *fuse.Server) error {
+	var err error
+	// The kernel can see a close a moment after the program made it.
+	for delay := 5 * time.Millisecond; ; delay *= 2 {
+		if err = syscall.Unmount(mp, 0); err == nil || !errors.Is(err, syscall.EBUSY) || delay > 320*time.Millisecond {
+			break
+		}
+		time.Sleep(delay)
+	}
+	switch {
+	case errors.Is(err, syscall.EBUSY):
+		return fmt.Errorf("it is busy: a file or directory in it is open or is a process's working directory (`fuser -vm %s` names them); close them and try again, or use --lazy", mp)
+	case errors.Is(err, syscall.EPERM):
+		return server.Unmount() // not root: go-fuse unmounts with fusermount
+	case err != nil:
+		return fmt.Errorf("the kernel refused the unmount: %w", err)
+	}
 	return nil
 }
 

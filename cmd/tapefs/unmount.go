@@ -46,7 +46,8 @@ func (c *UnmountCmd) Run(g *Globals, log *slog.Logger) error {
 		// The daemon closes the sidecar after the mount is gone: wait for it
 		// to exit, so that a mount of the same store right after finds the
 		// sidecar and the staging directory free.
-		for pid > 0 && pid != os.Getpid() && !proc.Exited(pid) && time.Now().Before(deadline.Add(20*time.Second)) {
+		// After a lazy unmount it goes on serving the files still open.
+		for !c.Lazy && pid > 0 && pid != os.Getpid() && !proc.Exited(pid) && time.Now().Before(deadline.Add(20*time.Second)) {
 			time.Sleep(20 * time.Millisecond)
 		}
 		return nil
