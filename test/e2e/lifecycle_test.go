@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"bytes"
+	"fmt"
 	"maps"
 	"os"
 	"os/exec"
@@ -267,6 +269,78 @@ func TestUnmountAfterDaemonKilled(t *testing.T) {
 	m2 := m.Remount(t) // tapefs unmount cleans up the dead mount
 	checkListing(t, m2, c.Files)
 	checkMount(t, m2, map[string][]byte{c.Malformed: c.Files[c.Malformed]})
+}
+
+// TestUnmountBusy: `tapefs unmount` of a mount with a file held open is
+// refused, saying why and what to do, and the mount keeps serving;
+// `--lazy` detaches it at once, the open files keep working (a read, and a
+// write that reaches the store), and the daemon exits when they are closed.
+func TestUnmountBusy(t *testing.T) {
+	st := backendNamed(t, "file")
+	data := newTape(33, 40).Data
+	m := mountFiles(t, st, map[string][]byte{"held/t.jsonl": data})
+
+	// A holder with the tape open on fd 3, which reads it when told to.
+	// and a new file open for writing on fd 4, which it writes then.
+	holder := exec.Command("sh", "-c", `exec 3<"$1" 4>"$2"; read go; cat <&3; echo after-detach >&4`,
+		"holder", m.Path("held/t.jsonl"), m.Path("held/new.txt"))
+	stdin, err := holder.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	holder.Stdout = &out
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Process.Kill()
+	if !waitFor(10*time.Second, func() bool {
+		link, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/3", holder.Process.Pid))
+		return link == m.Path("held/t.jsonl")
+	}) {
+		t.Fatal("the holder never opened the tape")
+	}
+
+	r := tapefs(t, st, "unmount", m.Dir)
+	if r.Code == 0 {
+		t.Fatalf("unmount with a file open succeeded:\n%s", r)
+	}
+	for _, want := range []string{m.Dir, "busy", "fuser -vm", "--lazy"} {
+		if !strings.Contains(r.Stderr, want) {
+			t.Errorf("the refusal does not say %q:\n%s", want, r)
+		}
+	}
+	if strings.Contains(r.Stderr, "fusermount") {
+		t.Errorf("the refusal names fusermount, not the cause:\n%s", r)
+	}
+	if got, ok := catBytes(t, m.Path("held/t.jsonl")); !ok || got != string(data) {
+		t.Error("the mount does not serve the tape after the refused unmount")
+	}
+
+	pids := daemonPIDs(m.Dir)
+	if r := tapefs(t, st, "unmount", "--lazy", m.Dir); r.Code != 0 {
+		t.Fatalf("unmount --lazy:\n%s", r)
+	}
+	m.unmounted = true
+	if isMounted(m.Dir) {
+		t.Errorf("%s still mounted after unmount --lazy", m.Dir)
+	}
+	stdin.Write([]byte("go\n"))
+	stdin.Close()
+	if err := holder.Wait(); err != nil {
+		t.Errorf("the holder's read after the lazy unmount: %v", err)
+	}
+	if out.String() != string(data) {
+		t.Errorf("the open file read %d bytes after the lazy unmount, want the tape's %d", out.Len(), len(data))
+	}
+	for _, pid := range pids {
+		if !waitFor(20*time.Second, func() bool { return proc.Exited(pid) }) {
+			t.Errorf("daemon %d still running after the lazy unmount and the last close", pid)
+		}
+	}
+	if got, ok := storeRead(t, st.Bucket(), "held/new.txt"); !ok || string(got) != "after-detach\n" {
+		t.Errorf("a file written after the lazy unmount holds %q in the store (present: %v), want %q", got, ok, "after-detach\n")
+	}
 }
 
 // ---------------------------------------------------------------------------
