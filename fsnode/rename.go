@@ -2,6 +2,7 @@ package fsnode
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tapefs/tapefs/keypath"
+	"github.com/tapefs/tapefs/meta"
 	"gocloud.dev/gcerrors"
 )
 
@@ -108,6 +110,9 @@ func (f *FS) renameFile(ctx context.Context, src, dst string, replacing bool) er
 	}
 	f.stats.Copies.Add(1)
 	if err := f.bucket.Delete(ctx, src); err != nil && gcerrors.Code(err) != gcerrors.NotFound {
+		if o, ok, lerr := f.sc.GetObject(local(ctx), src); lerr == nil && ok {
+			f.settleRename(ctx, []meta.Object{{Key: dst, Size: o.Size}}, nil)
+		}
 		return fmt.Errorf("delete of %q after copy: %w", src, err)
 	}
 	f.stats.Deletes.Add(1)
@@ -139,6 +144,8 @@ func (f *FS) renameDir(ctx context.Context, src, dst string) error {
 		return err
 	}
 	srcPrefix, dstPrefix := keypath.DirPrefix(src), keypath.DirPrefix(dst)
+	var copied []meta.Object // what is at the new names so far
+	var deleted []string     // the old names gone so far
 	for _, o := range objs {
 		if !strings.HasPrefix(o.Key, srcPrefix) {
 			continue
@@ -148,23 +155,60 @@ func (f *FS) renameDir(ctx context.Context, src, dst string) error {
 			// A marker holds nothing: write a new one (some S3 servers,
 			// versitygw among them, refuse to copy onto a key ending in /).
 			if err := f.bucket.WriteAll(ctx, nk, nil, nil); err != nil {
+				f.settleRename(ctx, copied, nil)
 				return fmt.Errorf("directory marker %q: %w", nk, err)
 			}
-			continue
-		}
-		if err := f.bucket.Copy(ctx, nk, o.Key, nil); err != nil {
+		} else if err := f.bucket.Copy(ctx, nk, o.Key, nil); err != nil {
+			f.settleRename(ctx, copied, nil)
 			return fmt.Errorf("copy of %q to %q: %w", o.Key, nk, err)
+		} else {
+			f.stats.Copies.Add(1)
 		}
-		f.stats.Copies.Add(1)
+		copied = append(copied, meta.Object{Key: nk, Size: o.Size})
 	}
 	for _, o := range objs {
 		if !strings.HasPrefix(o.Key, srcPrefix) {
 			continue
 		}
 		if err := f.bucket.Delete(ctx, o.Key); err != nil && gcerrors.Code(err) != gcerrors.NotFound {
+			f.settleRename(ctx, copied, deleted)
 			return fmt.Errorf("delete of %q after copy: %w", o.Key, err)
 		}
+		deleted = append(deleted, o.Key)
 		f.stats.Deletes.Add(1)
 	}
 	return f.sc.RenamePrefix(local(ctx), src, dst)
+}
+
+// settleRename makes the sidecar show what a rename that failed part way
+// (the store gone, say) did in the store: the copies made so far are
+// there, with their source's size, and the sources deleted so far are
+// gone, so that no name is missing or points at nothing until the store
+// is listed again; and it asks for that listing, which fills in the rest
+// (times, ETags, the tapes' records).
+func (f *FS) settleRename(ctx context.Context, copied []meta.Object, deleted []string) {
+	if len(copied) == 0 && len(deleted) == 0 {
+		return
+	}
+	for _, o := range copied {
+		o.ModTime = nowUTC()
+		if _, err := f.sc.PutObject(local(ctx), o); err != nil {
+			f.log.Warn("recording a copy of a failed rename", "key", o.Key, "err", err)
+		}
+	}
+	for _, k := range deleted {
+		if err := f.sc.DeleteObject(local(ctx), k); err != nil && !errors.Is(err, meta.ErrNotFound) {
+			f.log.Warn("recording a delete of a failed rename", "key", k, "err", err)
+		}
+	}
+	f.log.Warn("rename failed part way; the listing shows what reached the store", "copied", len(copied), "deleted", len(deleted))
+	if f.opts.StoreChanged != nil {
+		key := ""
+		if len(copied) > 0 {
+			key = copied[0].Key
+		} else {
+			key = deleted[0]
+		}
+		f.opts.StoreChanged(key)
+	}
 }
