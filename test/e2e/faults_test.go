@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -13,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -545,4 +547,93 @@ func TestRemoteCutOffResponses(t *testing.T) {
 	if n := len(strings.Fields(grep)); n != len(files) {
 		t.Errorf("grep -l found %d tapes, want %d:\n%s", n, len(files), grep)
 	}
+}
+
+// TestRemoteRenameFailsPartWay: a directory rename that the store stops
+// part way (a copy refused, or a delete after the copies; and a file's
+// delete after its copy) fails, loses
+// nothing, and leaves the listing showing exactly what is in the store,
+// with the store's listing refused too (so no refresh can mend it); once
+// the store answers again a refresh changes nothing in it.
+func TestRemoteRenameFailsPartWay(t *testing.T) {
+	st := newProxiedStore(t)
+	files := map[string][]byte{}
+	for _, dir := range []string{"mv", "cp"} {
+		for i := range 30 {
+			files[fmt.Sprintf("%s/src/f%02d.txt", dir, i)] = []byte(fmt.Sprintf("%s file %d\n", dir, i))
+		}
+	}
+	st.Seed(t, files)
+	m := mount(t, st)
+	listing := "/" + st.srv.BucketName
+	refuse := func(method, path string, copy bool) faultRule {
+		return func(r *http.Request, n int) *s3Fault {
+			if r.Method == http.MethodGet && r.URL.Path == listing {
+				return &accessDenied
+			}
+			if r.Method == method && r.URL.Path == path && copy == (r.Header.Get("X-Amz-Copy-Source") != "") {
+				return &accessDenied
+			}
+			return nil
+		}
+	}
+	cases := []struct {
+		dir  string
+		rule faultRule
+		want func(i int) (src, dst bool) // where f<i> is afterwards
+	}{
+		{"mv", refuse(http.MethodDelete, st.objectPath("mv/src/f12.txt"), false), func(i int) (bool, bool) { return i >= 12, true }},
+		{"cp", refuse(http.MethodPut, st.objectPath("cp/dst/f07.txt"), true), func(i int) (bool, bool) { return true, i < 7 }},
+	}
+	state := maps.Clone(files) // what the whole store holds
+	for _, c := range cases {
+		st.proxy.SetRule(c.rule)
+		err := syscall.Rename(m.Path(c.dir+"/src"), m.Path(c.dir+"/dst"))
+		if err == nil {
+			t.Fatalf("%s: the rename succeeded though the store refused part of it", c.dir)
+		}
+		t.Logf("%s: rename failed part way: %v", c.dir, err)
+		want := map[string][]byte{}
+		for i := range 30 {
+			data := files[fmt.Sprintf("%s/src/f%02d.txt", c.dir, i)]
+			inSrc, inDst := c.want(i)
+			if inSrc {
+				want[fmt.Sprintf("%s/src/f%02d.txt", c.dir, i)] = data
+			}
+			if inDst {
+				want[fmt.Sprintf("%s/dst/f%02d.txt", c.dir, i)] = data
+			}
+		}
+		for key, data := range want {
+			if got, ok := storeRead(t, st.Bucket(), key); !ok || !bytes.Equal(got, data) {
+				t.Fatalf("%s: the store does not hold %s as the test expects (ok=%v): the faults did not apply", c.dir, key, ok)
+			}
+		}
+		maps.DeleteFunc(state, func(k string, _ []byte) bool { return strings.HasPrefix(k, c.dir+"/") })
+		maps.Copy(state, want)
+		time.Sleep(1500 * time.Millisecond) // the refresh the failure asks for, refused
+		checkListing(t, m, state)
+		for key, data := range want {
+			if got, ok := catBytes(t, m.Path(key)); !ok || got != string(data) {
+				t.Errorf("%s: cat %s after the failed rename: ok=%v, %q", c.dir, key, ok, got)
+			}
+		}
+		st.proxy.SetRule(nil)
+		if r := tapefs(t, st, "refresh", m.Dir); r.Code != 0 {
+			t.Fatalf("refresh: %s", r)
+		}
+		checkListing(t, m, state)
+	}
+
+	// A file: copied, then its delete refused: both names show it.
+	st.proxy.SetRule(refuse(http.MethodDelete, st.objectPath("mv/src/f20.txt"), false))
+	if err := syscall.Rename(m.Path("mv/src/f20.txt"), m.Path("mv/src/moved.txt")); err == nil {
+		t.Fatal("the rename of a file succeeded though the store refused its delete")
+	}
+	state["mv/src/moved.txt"] = state["mv/src/f20.txt"]
+	checkListing(t, m, state)
+	if got, ok := catBytes(t, m.Path("mv/src/moved.txt")); !ok || got != string(state["mv/src/moved.txt"]) {
+		t.Errorf("cat of the copy of a file whose rename failed: ok=%v, %q", ok, got)
+	}
+	st.proxy.SetRule(nil)
 }
