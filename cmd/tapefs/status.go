@@ -11,6 +11,7 @@ import (
 
 	"github.com/tapefs/tapefs/cache"
 	"github.com/tapefs/tapefs/fsnode"
+	"github.com/tapefs/tapefs/indexer"
 	"github.com/tapefs/tapefs/meta"
 )
 
@@ -96,14 +97,24 @@ func (c *StatusCmd) Run(g *Globals, log *slog.Logger) error {
 // RefreshCmd asks a running mount to list the store again now.
 type RefreshCmd struct {
 	Mountpoint string `arg:"" help:"The mounted directory." type:"path"`
+	JSON       bool   `help:"Print the result as JSON, with every key added, changed or removed."`
 }
 
 func (c *RefreshCmd) Run(g *Globals, log *slog.Logger) error {
-	var res json.RawMessage
-	if err := callControl(c.Mountpoint, "POST", "/refresh", 10*time.Minute, &res); err != nil {
+	var raw json.RawMessage
+	if err := callControl(c.Mountpoint, "POST", "/refresh", 10*time.Minute, &raw); err != nil {
 		return fmt.Errorf("refresh of %s: %w", c.Mountpoint, err)
 	}
-	fmt.Println(string(res))
+	if c.JSON {
+		fmt.Println(string(raw))
+		return nil
+	}
+	var res indexer.Result
+	if err := json.Unmarshal(raw, &res); err != nil {
+		return fmt.Errorf("refresh of %s: the daemon's answer: %w", c.Mountpoint, err)
+	}
+	fmt.Printf("refreshed %s in %s: %d keys in the store, %d added, %d changed, %d removed; %d tapes indexed (%d invalid)\n",
+		c.Mountpoint, res.Duration.Round(time.Millisecond), res.Listed, res.Added, res.Changed, res.Removed, res.TapesIndexed, res.InvalidTapes)
 	return nil
 }
 

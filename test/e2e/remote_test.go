@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -165,15 +166,28 @@ func TestRemoteTwoMounts(t *testing.T) {
 	if !absent(t, c.Path(late)) {
 		t.Fatalf("mount C sees %q without a refresh; the test proves nothing", late)
 	}
-	if r := tapefs(t, stC, "refresh", c.Dir); r.Code != 0 {
+	r := tapefs(t, stC, "refresh", c.Dir)
+	if r.Code != 0 {
 		t.Fatalf("tapefs refresh failed:\n%s", r)
+	}
+	if !strings.Contains(r.Stdout, "refreshed "+c.Dir) || !strings.Contains(r.Stdout, " 1 added, ") || !strings.Contains(r.Stdout, " 0 removed;") {
+		t.Errorf("tapefs refresh does not say what it found (1 key added):\n%s", r)
 	}
 	if got, ok := catBytes(t, c.Path(late)); !ok || got != "late\n" {
 		t.Errorf("right after `tapefs refresh`, C reads %q (ok=%v), want \"late\\n\"", got, ok)
 	}
 	run(t, "rm", a.Path(late))
-	if r := tapefs(t, stC, "refresh", c.Dir); r.Code != 0 {
+	r = tapefs(t, stC, "refresh", c.Dir, "--json")
+	if r.Code != 0 {
 		t.Fatalf("tapefs refresh failed:\n%s", r)
+	}
+	var res struct {
+		Removed int
+		Changes []struct{ Key string }
+	}
+	err := json.Unmarshal([]byte(r.Stdout), &res)
+	if err != nil || res.Removed != 1 || !slices.ContainsFunc(res.Changes, func(c struct{ Key string }) bool { return c.Key == late }) {
+		t.Errorf("tapefs refresh --json does not list the one key removed, %q (%v):\n%s", late, err, r)
 	}
 	if !absent(t, c.Path(late)) {
 		t.Errorf("right after `tapefs refresh`, C still has %q deleted through A", late)
