@@ -171,6 +171,27 @@ func openError(u *url.URL, rawURL string, err error) error {
 	return fmt.Errorf("%w: %s at %s: %s (check the URL, the credentials and that the server is running)", ErrUnreachable, bucket, storeurl.Redact(rawURL), cleanErr(err))
 }
 
+// Explain says what a failure of a store in use means when the server
+// answered with a lasting refusal (the bucket gone, the credentials
+// refused), naming the bucket and the fix as at open; any other error,
+// which a retry or the server's return may mend, is returned as it is.
+func Explain(rawURL string, err error) error {
+	var ae apiError
+	if err == nil || !errors.As(err, &ae) || errors.Is(err, ErrNoBucket) || errors.Is(err, ErrAccessDenied) {
+		return err
+	}
+	switch ae.ErrorCode() {
+	case "NoSuchBucket", "AccessDenied", "SignatureDoesNotMatch", "InvalidAccessKeyId", "InvalidToken", "ExpiredToken":
+	default:
+		return err
+	}
+	u, perr := url.Parse(rawURL)
+	if perr != nil {
+		return err
+	}
+	return openError(u, rawURL, err)
+}
+
 // compose stacks tapefs's layers over an opened store, in one place, from
 // the store up: metrics (what really reaches the store, every attempt),
 // retry of transient errors, then compression (so what is retried and

@@ -663,6 +663,9 @@ func (d *daemon) refresh() (indexer.Result, error) {
 	defer d.refreshMu.Unlock()
 	res, err := d.ix.Reconcile(context.Background())
 	d.lastRefresh = time.Now().UTC()
+	if !d.store.tiered() {
+		err = backend.Explain(d.store.URL, err)
+	}
 	if err != nil {
 		d.lastErr = err.Error()
 		d.log.Warn("refresh failed", "store", d.store.Redacted, "err", err)
