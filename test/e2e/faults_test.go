@@ -474,6 +474,15 @@ func TestRemotePermanentErrorsFailAtOnce(t *testing.T) {
 		t.Errorf("pending uploads = %q, want [deny/new.jsonl] (the refused upload kept)", p)
 	}
 
+	// A refresh of the mount says the same, and the listing stays.
+	r = tapefs(t, st, "refresh", m.Dir)
+	if r.Code == 0 || !strings.Contains(r.Stderr, `bucket "`+st.srv.BucketName+`"`) || !strings.Contains(r.Stderr, "check the credentials") {
+		t.Errorf("a refresh with the credentials refused should fail naming the bucket %q and the fix:\n%s", st.srv.BucketName, r)
+	}
+	if absent(t, m.Path("deny/t.jsonl")) {
+		t.Error("a refused refresh emptied the listing")
+	}
+
 	// A new mount (its own sidecar) is refused at once, naming the bucket
 	// and the cause.
 	fresh := &proxiedStore{s3Store: &s3Store{srv: st.srv, dirs: newStoreDirs(t)}, proxy: st.proxy}
