@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 )
@@ -35,15 +36,38 @@ func (f *FS) mutating(ctx context.Context) (context.Context, context.CancelFunc)
 
 // killable is ctx for store work that changes nothing yet (the copy of an
 // object for writing): an interrupt ends it only when the caller is being
-// killed (see callerKilled). The caller must call the cancel function.
+// killed (see callerKilled), then or later. The caller must call the
+// cancel function.
 func killable(ctx context.Context) (context.Context, context.CancelFunc) {
 	c, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	stop := context.AfterFunc(ctx, func() {
-		if callerKilled(ctx) {
+		if untilKilled(ctx, c.Done()) != nil {
 			cancel()
 		}
 	})
 	return c, func() { stop(); cancel() }
+}
+
+// killPoll is how often a request that was interrupted looks again whether
+// its caller is being killed: the kernel interrupts a request once, so a
+// kill that comes after a harmless signal sends nothing more.
+const killPoll = 100 * time.Millisecond
+
+// untilKilled, for a request whose interrupt came, waits for done; it
+// returns ctx's error instead as soon as the caller is being killed.
+func untilKilled(ctx context.Context, done <-chan struct{}) error {
+	t := time.NewTicker(killPoll)
+	defer t.Stop()
+	for {
+		if callerKilled(ctx) {
+			return ctx.Err()
+		}
+		select {
+		case <-done:
+			return nil
+		case <-t.C:
+		}
+	}
 }
 
 // sigkill is SIGKILL's bit in the pending masks of /proc/<pid>/status.

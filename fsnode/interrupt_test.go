@@ -89,3 +89,40 @@ func TestKillable(t *testing.T) {
 		}
 	})
 }
+
+// TestUntilKilledLater: a request interrupted by a harmless signal goes on
+// waiting, and stops when its caller is killed afterwards (the kernel sends
+// no second interrupt).
+func TestUntilKilledLater(t *testing.T) {
+	child := exec.Command("sleep", "30")
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer child.Process.Kill()
+	interrupted := make(chan struct{})
+	close(interrupted)
+	ctx := &fuse.Context{Caller: fuse.Caller{Pid: uint32(child.Process.Pid)}, Cancel: interrupted}
+	never := make(chan struct{})
+	got := make(chan error, 1)
+	go func() { got <- untilKilled(ctx, never) }()
+	select {
+	case err := <-got:
+		t.Fatalf("untilKilled returned %v while its caller lives", err)
+	case <-time.After(3 * killPoll):
+	}
+	child.Process.Kill()
+	child.Wait()
+	select {
+	case err := <-got:
+		if err == nil {
+			t.Error("untilKilled returned nil for a killed caller")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("untilKilled did not notice its caller was killed")
+	}
+	done := make(chan struct{})
+	close(done)
+	if err := untilKilled(&fuse.Context{Caller: fuse.Caller{Pid: uint32(os.Getpid())}, Cancel: interrupted}, done); err != nil {
+		t.Errorf("untilKilled of a live caller whose work is done = %v", err)
+	}
+}

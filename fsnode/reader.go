@@ -190,10 +190,10 @@ func (r *ObjectReader) ReadAt(ctx context.Context, p []byte, off int64) (int, er
 		select {
 		case <-cf.done:
 		case <-ctx.Done():
-			if callerKilled(ctx) {
-				return n, ctx.Err()
+			// Any signal but a kill: the read goes on (see interrupt.go).
+			if err := untilKilled(ctx, cf.done); err != nil {
+				return n, err
 			}
-			<-cf.done // any other signal: the read goes on (see interrupt.go)
 		}
 		if cf.err != nil {
 			return n, cf.err // kept for failMemo, then read again
