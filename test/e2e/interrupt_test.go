@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -77,6 +78,24 @@ func underSignals(t *testing.T, call func() error) (error, int64) {
 	}
 }
 
+// truncateHelperEnv names the file the test binary, re-executed with it
+// set, truncates to 1 byte with SIGUSR1 handled (see truncateHelper).
+const truncateHelperEnv = "TAPEFS_E2E_TRUNCATE_HELPER"
+
+// truncateHelper handles SIGUSR1, says "ready" and the id of its thread
+// that then truncates path: a process that a harmless signal to that thread
+// interrupts before it is killed.
+func truncateHelper(path string) int {
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGUSR1)
+	runtime.LockOSThread()
+	fmt.Printf("ready %9d\n", syscall.Gettid())
+	if err := syscall.Truncate(path, 1); err != nil {
+		fmt.Println(err)
+		return 1
+	}
+	return 0
+}
+
 // slowGets delays every GET of an object under prefix by d.
 func slowGets(st *proxiedStore, prefix string, d time.Duration) faultRule {
 	return func(r *http.Request, n int) *s3Fault {
@@ -97,7 +116,7 @@ func slowGets(st *proxiedStore, prefix string, d time.Duration) faultRule {
 func TestInterruptedCalls(t *testing.T) {
 	st := newProxiedStore(t)
 	files := map[string][]byte{}
-	for i, name := range []string{"trunc", "write", "read", "killed"} {
+	for i, name := range []string{"trunc", "write", "read", "killed", "later"} {
 		g := newTape(int64(900+i), 80)
 		files["slow/"+name+".jsonl"] = g.Data
 	}
@@ -180,38 +199,77 @@ func TestInterruptedCalls(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if all, _ := countFor(st.proxy.Requests(mark), http.MethodGet, st.objectPath(key)); all > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			cmd.Wait()
-			t.Fatal("truncate never blocked on the mount")
-		}
-		time.Sleep(10 * time.Millisecond)
+	waitHeld(t, st, mark, key, cmd)
+	killUnchanged(t, st, "truncate killed with SIGKILL", cmd, key, files[key])
+
+	// The same with a harmless signal first: the kernel interrupts a
+	// request once, so the kill that follows sends nothing more.
+	key = "slow/later.jsonl"
+	st.proxy.SetRule(slowGets(st, "slow/", 60*time.Second))
+	mark = st.proxy.Mark()
+	helper := exec.Command(os.Args[0])
+	helper.Env = append(os.Environ(), truncateHelperEnv+"="+m.Path(key))
+	out, err := helper.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
 	}
+	if err := helper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ready := make([]byte, len("ready 123456789\n"))
+	var tid int
+	if _, err := io.ReadFull(out, ready); err != nil || !strings.HasPrefix(string(ready), "ready ") {
+		helper.Process.Kill()
+		helper.Wait()
+		t.Fatalf("the truncate helper did not start: %q %v", ready, err)
+	}
+	fmt.Sscan(string(ready[len("ready "):]), &tid)
+	waitHeld(t, st, mark, key, helper)
+	if err := syscall.Tgkill(helper.Process.Pid, tid, syscall.SIGUSR1); err != nil {
+		t.Fatalf("SIGUSR1 to the helper's thread %d: %v", tid, err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	killUnchanged(t, st, "truncate interrupted by a handled signal, then killed,", helper, key, files[key])
+	if err := syscall.Truncate(m.Path(key), 1); err != nil {
+		t.Errorf("truncate after the killed one: %v", err)
+	}
+	if got, _ := storeRead(t, st.Bucket(), key); !bytes.Equal(got, files[key][:1]) {
+		t.Errorf("after truncate to 1 byte the store holds %d bytes", len(got))
+	}
+}
+
+// waitHeld waits until the proxy holds a GET of key, which cmd caused.
+func waitHeld(t *testing.T, st *proxiedStore, mark int, key string, cmd *exec.Cmd) {
+	t.Helper()
+	if !waitFor(20*time.Second, func() bool {
+		all, _ := countFor(st.proxy.Requests(mark), http.MethodGet, st.objectPath(key))
+		return all > 0
+	}) {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("%s never reached the store for %s", cmd.Path, key)
+	}
+}
+
+// killUnchanged kills cmd, blocked on a GET the proxy holds for a minute:
+// it must end at once, and key must still hold want. The proxy then passes
+// everything on.
+func killUnchanged(t *testing.T, st *proxiedStore, what string, cmd *exec.Cmd, key string, want []byte) {
+	t.Helper()
 	start := time.Now()
 	cmd.Process.Kill()
 	ended := make(chan struct{})
 	go func() { cmd.Wait(); close(ended) }()
 	select {
 	case <-ended:
-		t.Logf("truncate killed with SIGKILL ended %s later", time.Since(start).Round(time.Millisecond))
+		t.Logf("%s ended %s after the kill", what, time.Since(start).Round(time.Millisecond))
 	case <-time.After(10 * time.Second):
-		t.Errorf("truncate killed with SIGKILL has not ended after 10 s: the daemon waits for a store that answers in 60 s")
+		t.Errorf("%s has not ended 10 s after the kill: the daemon waits for a store that answers in 60 s", what)
 		st.proxy.SetRule(nil) // the daemon's next try gets through
 		<-ended
 	}
 	st.proxy.SetRule(nil)
-	if got, _ := storeRead(t, st.Bucket(), key); !bytes.Equal(got, files[key]) {
-		t.Errorf("the killed truncate changed the object: %d bytes, want %d", len(got), len(files[key]))
-	}
-	if err := syscall.Truncate(m.Path(key), 1); err != nil {
-		t.Errorf("truncate after the killed one: %v", err)
-	}
-	if got, _ := storeRead(t, st.Bucket(), key); !bytes.Equal(got, files[key][:1]) {
-		t.Errorf("after truncate to 1 byte the store holds %d bytes", len(got))
+	if got, _ := storeRead(t, st.Bucket(), key); !bytes.Equal(got, want) {
+		t.Errorf("%s changed the object: %d bytes, want %d", what, len(got), len(want))
 	}
 }

@@ -39,6 +39,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(writerHelperEnv) != "" {
 		os.Exit(writerHelper(os.Stdin, os.Stdout))
 	}
+	if path := os.Getenv(truncateHelperEnv); path != "" {
+		os.Exit(truncateHelper(path))
+	}
 	os.Exit(testMain(m))
 }
 
