@@ -538,6 +538,7 @@ func (d *daemon) run() error {
 				continue
 			}
 			d.ln.Close()
+			d.serveDetached(waited, sigs)
 			return nil
 		case <-d.done:
 			d.serveDetached(waited, sigs)
@@ -599,12 +600,20 @@ func (d *daemon) shutdown(lazy bool) error {
 
 // serveDetached, after a lazy unmount, serves the files still open until
 // the last of them is closed (the kernel then ends the connection), and
-// uploads what was written to them; a signal ends it early.
+// uploads what was written to them; a signal ends it early. After any
+// other unmount it waits (bounded) for the serve loops to end, as go-fuse's
+// Server.Unmount does, so no request is still running when the sidecar
+// and the store close.
 func (d *daemon) serveDetached(waited <-chan struct{}, sigs <-chan os.Signal) {
 	d.stopMu.Lock()
 	detached := d.detached
 	d.stopMu.Unlock()
 	if !detached {
+		select {
+		case <-waited:
+		case <-time.After(10 * time.Second):
+			d.log.Warn("requests still running 10 s after the unmount; exiting", "mountpoint", d.cmd.Mountpoint)
+		}
 		return
 	}
 	removeMountInfo(d.cmd.Mountpoint)
