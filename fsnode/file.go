@@ -32,6 +32,8 @@ type fileNode struct {
 	last     meta.Entry // the attributes last served, for fstat after unlink
 	opened   openEntry  // the entry the last read-only open read (see openEntry)
 	uploadMu sync.Mutex // one upload of this file at a time
+	// acquireMu: one copy-on-open at a time (made without holding mu).
+	acquireMu sync.Mutex
 }
 
 var (
@@ -250,13 +252,17 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint3
 }
 
 // acquire gives the node a staged copy for writing: empty when truncating,
-// else a copy of the object (copy-on-open).
+// else a copy of the object (copy-on-open). The copy is made outside n.mu,
+// so that stat and lookups of the file (which take it) answer from the
+// sidecar meanwhile; acquireMu lets one copy be made at a time.
 func (n *fileNode) acquire(ctx context.Context, trunc bool) syscall.Errno {
 	ctx, cancel := killable(ctx)
 	defer cancel()
+	n.acquireMu.Lock()
+	defer n.acquireMu.Unlock()
 	n.mu.Lock()
-	defer n.mu.Unlock()
 	if n.staged != nil {
+		defer n.mu.Unlock()
 		n.staged.refs++
 		if trunc {
 			if err := n.staged.Truncate(0); err != nil {
@@ -266,10 +272,11 @@ func (n *fileNode) acquire(ctx context.Context, trunc bool) syscall.Errno {
 		}
 		return 0
 	}
-	if n.deleted {
+	deleted, p := n.deleted, n.key
+	n.mu.Unlock()
+	if deleted {
 		return syscall.ENOENT
 	}
-	p := n.key
 	sw, err := n.fsys.opts.Staging.New(p)
 	if err != nil {
 		return n.fsys.errno("open", p, err)
@@ -292,6 +299,15 @@ func (n *fileNode) acquire(ctx context.Context, trunc bool) syscall.Errno {
 	if err != nil {
 		sw.Discard()
 		return n.fsys.errno("open", p, err)
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.deleted { // unlinked or renamed over while the copy was made
+		sw.Discard()
+		return syscall.ENOENT
+	}
+	if n.key != p { // renamed meanwhile: the bytes are the same object's
+		sw.SetKey(n.key)
 	}
 	sw.refs = 1
 	n.staged = sw
