@@ -418,7 +418,8 @@ func (c *MountCmd) serve(log *slog.Logger, rp *readyPipe) error {
 		server.Unmount()
 		return fmt.Errorf("mount on %s does not answer: %w", c.Mountpoint, err)
 	}
-	d := &daemon{cmd: c, log: log, store: st, tree: tree, ix: ix, sc: sc, bucket: bucket, tier: tr, chunks: chunks, server: server, kick: kick, done: make(chan struct{})}
+	d := &daemon{cmd: c, log: log, store: st, tree: tree, ix: ix, sc: sc, bucket: bucket, tier: tr, chunks: chunks, server: server, kick: kick, done: make(chan struct{}), served: make(chan struct{})}
+	go func() { server.Wait(); close(d.served) }()
 	if err := d.listen(); err != nil {
 		server.Unmount()
 		return err
@@ -489,6 +490,7 @@ type daemon struct {
 	stopping bool
 	detached bool // by a lazy unmount: files opened before it still work
 	done     chan struct{}
+	served   chan struct{} // closed when the serve loops have ended
 }
 
 func (d *daemon) listen() error {
@@ -517,8 +519,7 @@ func (d *daemon) run() error {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
-	waited := make(chan struct{})
-	go func() { d.server.Wait(); close(waited) }()
+	waited := d.served
 	var tick <-chan time.Time
 	if d.cmd.RefreshInterval > 0 {
 		t := time.NewTicker(d.cmd.RefreshInterval)
@@ -717,15 +718,35 @@ func (d *daemon) handleStatus(w http.ResponseWriter, r *http.Request) {
 }
 
 func (d *daemon) handleUnmount(w http.ResponseWriter, r *http.Request) {
-	if err := d.shutdown(r.URL.Query().Get("lazy") == "1"); err != nil {
+	lazy := r.URL.Query().Get("lazy") == "1"
+	if err := d.shutdown(lazy); err != nil {
 		writeJSON(w, http.StatusConflict, map[string]string{"error": err.Error()})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"unmounted": d.cmd.Mountpoint})
+	ans := unmountAnswer{Unmounted: d.cmd.Mountpoint}
+	if lazy {
+		// With nothing open the kernel ends the connection at once; say
+		// whether it did, so that the command waits for the daemon to
+		// exit (and free the sidecar) only then.
+		select {
+		case <-d.served:
+		case <-time.After(time.Second):
+			ans.StillOpen = true
+		}
+	}
+	writeJSON(w, http.StatusOK, ans)
 	if fl, ok := w.(http.Flusher); ok {
 		fl.Flush()
 	}
 	d.finish()
+}
+
+// unmountAnswer is the daemon's answer to an unmount request.
+type unmountAnswer struct {
+	Unmounted string `json:"unmounted"`
+	// StillOpen: a lazy unmount left files open; the daemon serves them
+	// until they are closed, then exits.
+	StillOpen bool `json:"still_open,omitempty"`
 }
 
 func (d *daemon) handleRefresh(w http.ResponseWriter, r *http.Request) {

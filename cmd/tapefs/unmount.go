@@ -37,7 +37,8 @@ func (c *UnmountCmd) Run(g *Globals, log *slog.Logger) error {
 	}
 	mi, _ := readMountInfo(mp)
 	pid := mi.PID
-	cerr := callControl(mp, "POST", "/unmount"+q, c.Timeout, nil)
+	var ans unmountAnswer
+	cerr := callControl(mp, "POST", "/unmount"+q, c.Timeout, &ans)
 	if cerr == nil {
 		deadline := time.Now().Add(10 * time.Second)
 		for isMounted(mp) && time.Now().Before(deadline) {
@@ -47,7 +48,11 @@ func (c *UnmountCmd) Run(g *Globals, log *slog.Logger) error {
 		// to exit, so that a mount of the same store right after finds the
 		// sidecar and the staging directory free.
 		// After a lazy unmount it goes on serving the files still open.
-		for !c.Lazy && pid > 0 && pid != os.Getpid() && !proc.Exited(pid) && time.Now().Before(deadline.Add(20*time.Second)) {
+		if ans.StillOpen {
+			log.Info("detached; files in it are still open: the daemon serves them until they are closed, then exits (until then this store's sidecar cannot be mounted again)", "mountpoint", mp, "pid", pid)
+			return nil
+		}
+		for pid > 0 && pid != os.Getpid() && !proc.Exited(pid) && time.Now().Before(deadline.Add(20*time.Second)) {
 			time.Sleep(20 * time.Millisecond)
 		}
 		return nil

@@ -318,10 +318,14 @@ func TestUnmountBusy(t *testing.T) {
 	}
 
 	pids := daemonPIDs(m.Dir)
-	if r := tapefs(t, st, "unmount", "--lazy", m.Dir); r.Code != 0 {
+	r = tapefs(t, st, "unmount", "--lazy", m.Dir)
+	if r.Code != 0 {
 		t.Fatalf("unmount --lazy:\n%s", r)
 	}
 	m.unmounted = true
+	if !strings.Contains(r.Stderr, "still open") {
+		t.Errorf("unmount --lazy with files open does not say the daemon goes on serving them:\n%s", r)
+	}
 	if isMounted(m.Dir) {
 		t.Errorf("%s still mounted after unmount --lazy", m.Dir)
 	}
@@ -341,6 +345,33 @@ func TestUnmountBusy(t *testing.T) {
 	if got, ok := storeRead(t, st.Bucket(), "held/new.txt"); !ok || string(got) != "after-detach\n" {
 		t.Errorf("a file written after the lazy unmount holds %q in the store (present: %v), want %q", got, ok, "after-detach\n")
 	}
+}
+
+// TestUnmountLazyIdle: `tapefs unmount --lazy` of a mount with nothing
+// open returns once the daemon has exited, so the same store mounts again
+// right after (its sidecar and staging directory free).
+func TestUnmountLazyIdle(t *testing.T) {
+	st := backendNamed(t, "file")
+	m := mountFiles(t, st, map[string][]byte{"idle/t.jsonl": newTape(34, 10).Data})
+	pids := daemonPIDs(m.Dir)
+	if len(pids) == 0 {
+		t.Fatal("no daemon found for the mount")
+	}
+	r := tapefs(t, st, "unmount", "--lazy", m.Dir)
+	m.unmounted = true
+	if r.Code != 0 {
+		t.Fatalf("unmount --lazy:\n%s", r)
+	}
+	for _, pid := range pids {
+		if !proc.Exited(pid) {
+			t.Errorf("daemon %d still running when `unmount --lazy` of an idle mount returned", pid)
+		}
+	}
+	if strings.Contains(r.Stderr, "still open") {
+		t.Errorf("unmount --lazy of an idle mount says files are still open:\n%s", r)
+	}
+	m2 := mount(t, st, at(m.Dir))
+	checkMount(t, m2, map[string][]byte{"idle/t.jsonl": newTape(34, 10).Data})
 }
 
 // ---------------------------------------------------------------------------
