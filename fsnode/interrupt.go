@@ -3,7 +3,10 @@ package fsnode
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"strconv"
 	"strings"
@@ -70,55 +73,97 @@ func untilKilled(ctx context.Context, done <-chan struct{}) error {
 	}
 }
 
-// sigkill is SIGKILL's bit in the pending masks of /proc/<pid>/status.
+// sigkill is SIGKILL's bit in the signal masks of /proc/<pid>/status.
 const sigkill = 1 << (9 - 1)
+
+// coreDumping are the signals whose default action dumps core (SIGQUIT,
+// SIGILL, SIGTRAP, SIGABRT, SIGBUS, SIGFPE, SIGSEGV, SIGXCPU, SIGXFSZ,
+// SIGSYS): fatal, but the kernel does not mark them as a pending SIGKILL.
+const coreDumping = 1<<(3-1) | 1<<(4-1) | 1<<(5-1) | 1<<(6-1) | 1<<(7-1) | 1<<(8-1) |
+	1<<(11-1) | 1<<(24-1) | 1<<(25-1) | 1<<(31-1)
 
 // callerKilled says whether the process behind a FUSE request is being
 // killed: the kernel marks a fatal signal (a SIGINT without a handler, a
 // kill -9) as a pending SIGKILL of each of the process's threads before it
-// wakes them, so that is what the interrupt it then sends comes from. A
-// caller that is gone, or a context of no FUSE request, counts as killed.
+// wakes them, so that is what the interrupt it then sends comes from; a
+// core-dumping signal (Ctrl-\, SIGABRT) that the thread neither handles,
+// ignores nor blocks is left pending as itself. A caller that is gone, or
+// a context of no FUSE request, counts as killed. A caller the daemon
+// cannot see (pid 0: another pid namespace) or whose status it cannot read
+// does not: its work goes on, bounded as always, rather than fail a call
+// on a harmless signal.
 func callerKilled(ctx context.Context) bool {
 	c, ok := fuse.FromContext(ctx)
-	if !ok || c.Pid == 0 {
+	if !ok {
 		return true
 	}
-	pending, err := pendingSignals(c.Pid)
+	if c.Pid == 0 {
+		return false
+	}
+	st, err := readSigState(c.Pid)
 	if err != nil {
-		return true
+		return errors.Is(err, fs.ErrNotExist)
 	}
-	return pending&sigkill != 0
+	return st.fatal()
 }
 
-// pendingSignals is the union of the thread's own and its process's shared
-// pending signals (SigPnd and ShdPnd in /proc/<pid>/status; pid is the
-// thread's id, which the kernel gives in a FUSE request).
-func pendingSignals(pid uint32) (uint64, error) {
+// sigState is a thread's signal masks, as /proc/<pid>/status gives them.
+type sigState struct {
+	pending uint64 // SigPnd | ShdPnd: the thread's own and its process's
+	blocked uint64 // SigBlk
+	ignored uint64 // SigIgn
+	caught  uint64 // SigCgt: signals with a handler
+}
+
+// fatal says whether a pending signal is about to end the process.
+func (s sigState) fatal() bool {
+	if s.pending&sigkill != 0 {
+		return true
+	}
+	return s.pending&coreDumping&^s.blocked&^s.ignored&^s.caught != 0
+}
+
+// readSigState reads the signal masks of thread pid (the id the kernel
+// gives in a FUSE request).
+func readSigState(pid uint32) (sigState, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, err
+		return sigState{}, err
 	}
 	defer f.Close()
-	var mask uint64
+	st, err := parseSigState(f)
+	if err != nil {
+		return st, fmt.Errorf("/proc/%d/status: %w", pid, err)
+	}
+	return st, nil
+}
+
+// parseSigState reads the Sig*/ShdPnd lines of a /proc/<pid>/status text.
+func parseSigState(r io.Reader) (sigState, error) {
+	var st sigState
+	fields := map[string]*uint64{"SigPnd": &st.pending, "ShdPnd": new(uint64),
+		"SigBlk": &st.blocked, "SigIgn": &st.ignored, "SigCgt": &st.caught}
 	found := 0
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		name, val, ok := strings.Cut(sc.Text(), ":")
-		if !ok || (name != "SigPnd" && name != "ShdPnd") {
+		dst := fields[name]
+		if !ok || dst == nil {
 			continue
 		}
 		m, err := strconv.ParseUint(strings.TrimSpace(val), 16, 64)
 		if err != nil {
-			return 0, fmt.Errorf("/proc/%d/status: %s: %w", pid, name, err)
+			return st, fmt.Errorf("%s: %w", name, err)
 		}
-		mask |= m
+		*dst = m
 		found++
 	}
 	if err := sc.Err(); err != nil {
-		return 0, err
+		return st, err
 	}
-	if found != 2 {
-		return 0, fmt.Errorf("/proc/%d/status: no SigPnd and ShdPnd", pid)
+	if found != len(fields) {
+		return st, fmt.Errorf("not all of SigPnd, ShdPnd, SigBlk, SigIgn and SigCgt")
 	}
-	return mask, nil
+	st.pending |= *fields["ShdPnd"]
+	return st, nil
 }

@@ -2,8 +2,11 @@ package fsnode
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -31,7 +34,7 @@ func TestCallerKilled(t *testing.T) {
 		{"a live caller with no fatal signal", &fuse.Context{Caller: fuse.Caller{Pid: uint32(os.Getpid())}, Cancel: interrupted}, false},
 		{"a caller that is gone", &fuse.Context{Caller: fuse.Caller{Pid: exitedPid(t)}, Cancel: interrupted}, true},
 		{"no FUSE request", context.Background(), true},
-		{"pid 0", &fuse.Context{Cancel: interrupted}, true},
+		{"a caller the daemon cannot see (pid 0)", &fuse.Context{Cancel: interrupted}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -42,16 +45,63 @@ func TestCallerKilled(t *testing.T) {
 	}
 }
 
-func TestPendingSignals(t *testing.T) {
-	mask, err := pendingSignals(uint32(os.Getpid()))
+func TestReadSigState(t *testing.T) {
+	st, err := readSigState(uint32(os.Getpid()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if mask&sigkill != 0 {
-		t.Errorf("pending %x: SIGKILL pending in a live test", mask)
+	if st.fatal() {
+		t.Errorf("%+v: a fatal signal pending in a live test", st)
 	}
-	if _, err := pendingSignals(exitedPid(t)); err == nil {
+	if st.caught == 0 {
+		t.Errorf("%+v: no handled signal in a Go program (it handles SIGURG)", st)
+	}
+	if _, err := readSigState(exitedPid(t)); err == nil {
 		t.Error("no error for a process that is gone")
+	}
+}
+
+// statusText is the signal part of a /proc/<pid>/status with the given
+// masks.
+func statusText(pnd, shd, blk, ign, cgt uint64) string {
+	return fmt.Sprintf("Name:\tcat\nState:\tS (sleeping)\nSigQ:\t0/95232\nSigPnd:\t%016x\nShdPnd:\t%016x\n"+
+		"SigBlk:\t%016x\nSigIgn:\t%016x\nSigCgt:\t%016x\nCapInh:\t0000000000000000\n", pnd, shd, blk, ign, cgt)
+}
+
+func TestSigStateFatal(t *testing.T) {
+	bit := func(sig syscall.Signal) uint64 { return 1 << (sig - 1) }
+	tests := []struct {
+		name   string
+		status string
+		want   bool
+	}{
+		{"nothing pending", statusText(0, 0, 0, 0, 0), false},
+		{"SIGKILL pending on the thread (kill -9, or SIGINT unhandled)", statusText(bit(syscall.SIGKILL), 0, 0, 0, 0), true},
+		{"SIGKILL pending on the process", statusText(0, bit(syscall.SIGKILL), 0, 0, 0), true},
+		{"a handled SIGINT", statusText(bit(syscall.SIGINT), 0, 0, 0, bit(syscall.SIGINT)), false},
+		{"SIGCHLD, SIGWINCH, SIGURG with default actions", statusText(bit(syscall.SIGCHLD)|bit(syscall.SIGWINCH), bit(syscall.SIGURG), 0, 0, 0), false},
+		{"Ctrl-\\ (SIGQUIT) unhandled", statusText(bit(syscall.SIGQUIT), 0, 0, 0, 0), true},
+		{"SIGABRT unhandled, on the process", statusText(0, bit(syscall.SIGABRT), 0, 0, 0), true},
+		{"SIGQUIT handled", statusText(bit(syscall.SIGQUIT), 0, 0, 0, bit(syscall.SIGQUIT)), false},
+		{"SIGQUIT ignored", statusText(bit(syscall.SIGQUIT), 0, 0, bit(syscall.SIGQUIT), 0), false},
+		{"SIGQUIT blocked by the thread", statusText(0, bit(syscall.SIGQUIT), bit(syscall.SIGQUIT), 0, 0), false},
+		{"SIGSEGV unhandled", statusText(bit(syscall.SIGSEGV), 0, 0, 0, 0), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st, err := parseSigState(strings.NewReader(tt.status))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := st.fatal(); got != tt.want {
+				t.Errorf("fatal() = %v for %+v, want %v", got, st, tt.want)
+			}
+		})
+	}
+	for _, bad := range []string{"Name:\tcat\n", strings.Replace(statusText(0, 0, 0, 0, 0), "SigCgt:\t0", "SigCgt:\tz", 1)} {
+		if _, err := parseSigState(strings.NewReader(bad)); err == nil {
+			t.Errorf("no error for the status %q", bad)
+		}
 	}
 }
 

@@ -116,7 +116,7 @@ func slowGets(st *proxiedStore, prefix string, d time.Duration) faultRule {
 func TestInterruptedCalls(t *testing.T) {
 	st := newProxiedStore(t)
 	files := map[string][]byte{}
-	for i, name := range []string{"trunc", "write", "read", "killed", "later"} {
+	for i, name := range []string{"trunc", "write", "read", "killed", "quit", "later"} {
 		g := newTape(int64(900+i), 80)
 		files["slow/"+name+".jsonl"] = g.Data
 	}
@@ -200,7 +200,19 @@ func TestInterruptedCalls(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitHeld(t, st, mark, key, cmd)
-	killUnchanged(t, st, "truncate killed with SIGKILL", cmd, key, files[key])
+	killUnchanged(t, st, "truncate killed with SIGKILL", cmd, syscall.SIGKILL, key, files[key])
+
+	// Ctrl-\ (SIGQUIT, which dumps core) is fatal too, without being
+	// marked as a pending SIGKILL.
+	key = "slow/quit.jsonl"
+	st.proxy.SetRule(slowGets(st, "slow/", 60*time.Second))
+	mark = st.proxy.Mark()
+	cmd = exec.Command("sh", "-c", `ulimit -c 0; exec truncate -s 1 "$1"`, "sh", m.Path(key))
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitHeld(t, st, mark, key, cmd)
+	killUnchanged(t, st, "truncate killed with SIGQUIT", cmd, syscall.SIGQUIT, key, files[key])
 
 	// The same with a harmless signal first: the kernel interrupts a
 	// request once, so the kill that follows sends nothing more.
@@ -229,7 +241,7 @@ func TestInterruptedCalls(t *testing.T) {
 		t.Fatalf("SIGUSR1 to the helper's thread %d: %v", tid, err)
 	}
 	time.Sleep(300 * time.Millisecond)
-	killUnchanged(t, st, "truncate interrupted by a handled signal, then killed,", helper, key, files[key])
+	killUnchanged(t, st, "truncate interrupted by a handled signal, then killed,", helper, syscall.SIGKILL, key, files[key])
 	if err := syscall.Truncate(m.Path(key), 1); err != nil {
 		t.Errorf("truncate after the killed one: %v", err)
 	}
@@ -251,13 +263,13 @@ func waitHeld(t *testing.T, st *proxiedStore, mark int, key string, cmd *exec.Cm
 	}
 }
 
-// killUnchanged kills cmd, blocked on a GET the proxy holds for a minute:
-// it must end at once, and key must still hold want. The proxy then passes
-// everything on.
-func killUnchanged(t *testing.T, st *proxiedStore, what string, cmd *exec.Cmd, key string, want []byte) {
+// killUnchanged kills cmd with sig, blocked on a GET the proxy holds for a
+// minute: it must end at once, and key must still hold want. The proxy
+// then passes everything on.
+func killUnchanged(t *testing.T, st *proxiedStore, what string, cmd *exec.Cmd, sig syscall.Signal, key string, want []byte) {
 	t.Helper()
 	start := time.Now()
-	cmd.Process.Kill()
+	cmd.Process.Signal(sig)
 	ended := make(chan struct{})
 	go func() { cmd.Wait(); close(ended) }()
 	select {
