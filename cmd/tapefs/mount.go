@@ -584,15 +584,7 @@ func (d *daemon) shutdown(lazy bool) error {
 	if err := d.tree.FlushAll(); err != nil {
 		d.log.Error("pending uploads failed; the staged data stays and is uploaded at the next mount", "err", err)
 	}
-	var err error
-	if lazy {
-		if err = syscall.Unmount(d.cmd.Mountpoint, syscall.MNT_DETACH); err != nil {
-			err = fmt.Errorf("the kernel refused the lazy unmount: %w", err)
-		}
-	} else {
-		err = unmountNow(d.cmd.Mountpoint, d.server)
-	}
-	if err != nil {
+	if err := unmountNow(d.cmd.Mountpoint, lazy); err != nil {
 		return err
 	}
 	d.stopping, d.detached = true, lazy
@@ -633,28 +625,66 @@ func (d *daemon) serveDetached(waited <-chan struct{}, sigs <-chan os.Signal) {
 	}
 }
 
-// unmountNow unmounts mp unless something in it is open: that is refused
-// with what to do, not go-fuse's fallback to fusermount (whose own error,
-// or its absence, would hide the cause). The serve loop ends when the
-// kernel lets the mount go.
-func unmountNow(mp string, server *fuse.Server) error {
+// unmountNow unmounts mp, or with lazy detaches it, unless (not lazy)
+// something in it is open: that is refused with what to do, not go-fuse's
+// fallback to fusermount (whose own error, or its absence, would hide the
+// cause). Not root, it unmounts with fusermount. The serve loop ends when
+// the kernel lets the mount go.
+func unmountNow(mp string, lazy bool) error {
+	flags := 0
+	if lazy {
+		flags = syscall.MNT_DETACH
+	}
 	var err error
 	// The kernel can see a close a moment after the program made it.
 	for delay := 5 * time.Millisecond; ; delay *= 2 {
-		if err = syscall.Unmount(mp, 0); err == nil || !errors.Is(err, syscall.EBUSY) || delay > 320*time.Millisecond {
+		err = syscall.Unmount(mp, flags)
+		if errors.Is(err, syscall.EPERM) {
+			err = fusermountUnmount(mp, lazy)
+		} else if err != nil && !errors.Is(err, syscall.EBUSY) {
+			err = fmt.Errorf("the kernel refused the unmount: %w", err)
+		}
+		if err == nil || !errors.Is(err, syscall.EBUSY) || delay > 320*time.Millisecond {
 			break
 		}
 		time.Sleep(delay)
 	}
-	switch {
-	case errors.Is(err, syscall.EBUSY):
+	if errors.Is(err, syscall.EBUSY) {
 		return fmt.Errorf("it is busy: a file or directory in it is open or is a process's working directory (`fuser -vm %s` names them); close them and try again, or use --lazy", mp)
-	case errors.Is(err, syscall.EPERM):
-		return server.Unmount() // not root: go-fuse unmounts with fusermount
-	case err != nil:
-		return fmt.Errorf("the kernel refused the unmount: %w", err)
 	}
-	return nil
+	return err
+}
+
+// fusermountUnmount unmounts mp as a user who is not root can: with
+// fusermount3 (fuse3) or fusermount (fuse 2), setuid helpers that unmount
+// the user's own FUSE mounts. It returns syscall.EBUSY when mp is busy.
+func fusermountUnmount(mp string, lazy bool) error {
+	tool := ""
+	for _, name := range []string{"fusermount3", "fusermount"} {
+		if p, err := exec.LookPath(name); err == nil {
+			tool = p
+			break
+		}
+	}
+	if tool == "" {
+		return fmt.Errorf("only root may unmount it with umount(2), and neither fusermount3 nor fusermount is installed to do it for this user (install fuse3, or unmount as root)")
+	}
+	args := []string{"-u"}
+	if lazy {
+		args = append(args, "-z")
+	}
+	out, err := exec.Command(tool, append(args, mp)...).CombinedOutput()
+	if err == nil {
+		return nil
+	}
+	msg := strings.TrimSpace(string(out))
+	if strings.Contains(msg, "busy") {
+		return syscall.EBUSY
+	}
+	if msg == "" {
+		msg = err.Error()
+	}
+	return fmt.Errorf("%s %s refused: %s", filepath.Base(tool), strings.Join(args, " "), msg)
 }
 
 func (d *daemon) isStopping() bool {
