@@ -772,14 +772,7 @@ func (f *FS) Invalidate(keys []string) {
 		if err != nil {
 			continue
 		}
-		parent := f.root.EmbeddedInode()
-		if pl.Dir != "" {
-			for _, seg := range strings.Split(pl.Dir, "/") {
-				if parent = parent.GetChild(seg); parent == nil {
-					break
-				}
-			}
-		}
+		parent := f.knownInode(pl.Dir)
 		if parent == nil {
 			continue
 		}
@@ -788,6 +781,21 @@ func (f *FS) Invalidate(keys []string) {
 		}
 		parent.NotifyEntry(pl.Name)
 	}
+}
+
+// knownInode is the inode of path p if the kernel knows it (has looked it
+// up and not forgotten it), else nil.
+func (f *FS) knownInode(p string) *fs.Inode {
+	n := f.root.EmbeddedInode()
+	if p == "" {
+		return n
+	}
+	for _, seg := range strings.Split(p, "/") {
+		if n = n.GetChild(seg); n == nil {
+			return nil
+		}
+	}
+	return n
 }
 
 // IsPending reports whether key has staged data the store does not hold

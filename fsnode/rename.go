@@ -200,6 +200,12 @@ func (f *FS) settleRename(ctx context.Context, copied []meta.Object, deleted []s
 		if err := f.sc.DeleteObject(local(ctx), k); err != nil && !errors.Is(err, meta.ErrNotFound) {
 			f.log.Warn("recording a delete of a failed rename", "key", k, "err", err)
 		}
+		// The kernel keeps the old name and its attributes for the entry
+		// timeout: drop the attributes (waits on no lock, so safe inside
+		// the rename), and the next stat asks, and hears it is gone.
+		if n := f.knownInode(k); n != nil && !n.IsDir() {
+			n.NotifyContent(-1, 0)
+		}
 	}
 	f.log.Warn("rename failed part way; the listing shows what reached the store", "copied", len(copied), "deleted", len(deleted))
 	if f.opts.StoreChanged != nil {

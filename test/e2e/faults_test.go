@@ -595,7 +595,24 @@ func TestRemoteRenameFailsPartWay(t *testing.T) {
 		{"cp", refuse(http.MethodPut, st.objectPath("cp/dst/f07.txt"), true), func(i int) (bool, bool) { return true, i < 7 }},
 	}
 	state := maps.Clone(files) // what the whole store holds
+	// statAll stats every name the rename touches: the kernel keeps what
+	// it learns (names, attributes, and that dst is not there) for the
+	// entry timeout.
+	statAll := func(dir string) map[string]bool {
+		seen := map[string]bool{}
+		for _, side := range []string{"src", "dst"} {
+			_, err := os.Stat(m.Path(dir + "/" + side))
+			seen[dir+"/"+side] = err == nil
+			for i := range 30 {
+				key := fmt.Sprintf("%s/%s/f%02d.txt", dir, side, i)
+				_, err := os.Stat(m.Path(key))
+				seen[key] = err == nil
+			}
+		}
+		return seen
+	}
 	for _, c := range cases {
+		statAll(c.dir)
 		st.proxy.SetRule(c.rule)
 		err := syscall.Rename(m.Path(c.dir+"/src"), m.Path(c.dir+"/dst"))
 		if err == nil {
@@ -618,10 +635,23 @@ func TestRemoteRenameFailsPartWay(t *testing.T) {
 				t.Fatalf("%s: the store does not hold %s as the test expects (ok=%v): the faults did not apply", c.dir, key, ok)
 			}
 		}
+		// At once, before any refresh: the names the kernel knew and
+		// the store no longer has are gone.
+		for key, there := range statAll(c.dir) {
+			if _, want := want[key]; there && !want && strings.Count(key, "/") == 2 {
+				t.Errorf("%s: stat %s right after the failed rename finds it; the store has deleted it", c.dir, key)
+			}
+		}
 		maps.DeleteFunc(state, func(k string, _ []byte) bool { return strings.HasPrefix(k, c.dir+"/") })
 		maps.Copy(state, want)
 		time.Sleep(1500 * time.Millisecond) // the refresh the failure asks for, refused
 		checkListing(t, m, state)
+		// After the negative timeout (1 s) the new names are seen too.
+		for key, there := range statAll(c.dir) {
+			if _, want := want[key]; there != want && strings.Count(key, "/") == 2 {
+				t.Errorf("%s: stat %s after the failed rename: there=%v, the store says %v", c.dir, key, there, want)
+			}
+		}
 		for key, data := range want {
 			if got, ok := catBytes(t, m.Path(key)); !ok || got != string(data) {
 				t.Errorf("%s: cat %s after the failed rename: ok=%v, %q", c.dir, key, ok, got)
