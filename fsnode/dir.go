@@ -90,7 +90,7 @@ func (n *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	}
 	ch := n.fsys.newChild(ctx, &n.Inode, e)
 	if fn, ok := ch.Operations().(*fileNode); ok {
-		if a, ok := fn.stagedAttr(); ok {
+		if a, ok := fn.unstoredSize(e.Key); ok {
 			e.Size = a
 		}
 	}
@@ -242,8 +242,17 @@ func (n *dirNode) Unlink(ctx context.Context, name string) syscall.Errno {
 			fn.markDeleted()
 		}
 	}
+	// Data of the file queued for retry must not bring it back later;
+	// kept while the delete may still fail.
+	queued := n.fsys.takeFailed(e.Key)
 	if err := n.fsys.deleteKey(ctx, e.Key); err != nil {
+		if queued != nil {
+			n.fsys.addFailed(queued, e.Key, err)
+		}
 		return n.fsys.errno("unlink", p, err)
+	}
+	if queued != nil {
+		queued.Discard()
 	}
 	n.fsys.noteRemoved(p)
 	return n.fsys.errno("unlink", p, n.fsys.keepDir(ctx, dir))

@@ -276,7 +276,7 @@ func (h *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 	e := h.ents[i]
 	ch := h.node.fsys.newChild(ctx, &h.node.Inode, e)
 	if fn, ok := ch.Operations().(*fileNode); ok {
-		if s, ok := fn.stagedAttr(); ok {
+		if s, ok := fn.unstoredSize(e.Key); ok {
 			e.Size = s
 		}
 	}

@@ -3,6 +3,7 @@ package fsnode
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -106,6 +107,19 @@ func (n *fileNode) stagedAttr() (int64, bool) {
 	return s, err == nil
 }
 
+// unstoredSize is the size of what was written to the file (at key) and is
+// not in the store yet: its staged copy, or data of a closed file being
+// uploaded or queued for retry. Reads give those bytes, so stat says so.
+func (n *fileNode) unstoredSize(key string) (int64, bool) {
+	if s, ok := n.stagedAttr(); ok {
+		return s, true
+	}
+	if n.inView != 0 {
+		return 0, false
+	}
+	return n.fsys.pendingSize(key)
+}
+
 func (n *fileNode) adoptStaged(sw *StagedWrite) {
 	n.mu.Lock()
 	n.staged = sw
@@ -164,7 +178,7 @@ func (n *fileNode) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.Attr
 	if errno != 0 {
 		return errno
 	}
-	if s, ok := n.stagedAttr(); ok {
+	if s, ok := n.unstoredSize(e.Key); ok {
 		e.Size = s
 	}
 	n.mu.Lock()
@@ -230,6 +244,15 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint3
 	if errno != 0 {
 		return nil, 0, errno
 	}
+	held := false
+	if n.inView == 0 && n.stagedWrite() == nil && n.fsys.IsPending(e.Key) {
+		// Written, not yet in the store (its upload failed and is queued
+		// for retry, or is running): read what was written.
+		if errno := n.acquire(ctx, false); errno != 0 {
+			return nil, 0, errno
+		}
+		held = true
+	}
 	// A read-only handle has nothing to upload at close: FOPEN_NOFLUSH
 	// spares the round trip, which matters for grep over many tapes.
 	fuseFlags := uint32(fuse.FOPEN_NOFLUSH)
@@ -240,10 +263,10 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint3
 	}
 	n.keepETag = ver
 	n.mu.Unlock()
-	h := &handle{node: n}
+	h := &handle{node: n, held: held}
 	if _, doc, ok := n.synthesized(ctx); ok && e.ID&synthInoBase != 0 {
 		h.data = doc
-	} else if !n.fsys.IsPending(e.Key) {
+	} else if !held && !n.fsys.IsPending(e.Key) {
 		h.reader = NewObjectReader(n.fsys.bucket, e.Key, ver, e.Size, n.fsys.opts.Read, &n.fsys.stats)
 		h.reader.matchETag(e.ETag)
 		n.fsys.ahead.opened(e)
@@ -277,11 +300,30 @@ func (n *fileNode) acquire(ctx context.Context, trunc bool) syscall.Errno {
 	if deleted {
 		return syscall.ENOENT
 	}
-	sw, err := n.fsys.opts.Staging.New(p)
-	if err != nil {
-		return n.fsys.errno("open", p, err)
+	// An upload the last close left to RELEASE ends first (it may queue
+	// its data for retry), and data queued for retry is the file's content
+	// until the store has it: both newer than the store's version.
+	n.uploadMu.Lock()
+	n.uploadMu.Unlock() // only a wait
+	var err error
+	sw := n.fsys.takeFailed(p)
+	adopted := sw != nil
+	// drop undoes the staged copy: data taken from the retry queue goes
+	// back to it, never lost.
+	drop := func(cause error) {
+		if adopted {
+			n.fsys.addFailed(sw, p, cause)
+		} else {
+			sw.Discard()
+		}
 	}
-	if trunc {
+	if adopted {
+		if trunc {
+			err = sw.Truncate(0)
+		}
+	} else if sw, err = n.fsys.opts.Staging.New(p); err != nil {
+		return n.fsys.errno("open", p, err)
+	} else if trunc {
 		err = sw.Truncate(0)
 	} else if r, rerr := n.fsys.bucket.NewReader(ctx, p, nil); rerr != nil {
 		err = rerr
@@ -297,7 +339,7 @@ func (n *fileNode) acquire(ctx context.Context, trunc bool) syscall.Errno {
 		r.Close()
 	}
 	if err != nil {
-		sw.Discard()
+		drop(err)
 		return n.fsys.errno("open", p, err)
 	}
 	n.mu.Lock()
@@ -305,6 +347,11 @@ func (n *fileNode) acquire(ctx context.Context, trunc bool) syscall.Errno {
 	if n.deleted { // unlinked or renamed over while the copy was made
 		sw.Discard()
 		return syscall.ENOENT
+	}
+	if n.staged != nil { // given one meanwhile (adoptStaged): use that
+		drop(errors.New("upload pending"))
+		n.staged.refs++
+		return 0
 	}
 	if n.key != p { // renamed meanwhile: the bytes are the same object's
 		sw.SetKey(n.key)
@@ -332,9 +379,11 @@ func (n *fileNode) release() {
 	}
 	n.staged = nil
 	n.fsys.setUploading(sw, true) // pending, without a gap, until uploaded or queued
-	n.mu.Unlock()
 	n.fsys.registerStaged(n, false)
+	n.mu.Unlock()
 	defer n.fsys.setUploading(sw, false)
+	n.uploadMu.Lock() // an open for writing meanwhile waits for this upload
+	defer n.uploadMu.Unlock()
 
 	key, dirty, excl, deleted, gen := sw.snapshot()
 	if p, ok := n.currentKey(); ok && p != key {
@@ -436,6 +485,7 @@ func version(e meta.Entry) string {
 type handle struct {
 	node   *fileNode
 	write  bool
+	held   bool          // read-only, holding the staged copy of data not yet stored
 	reader *ObjectReader // store reads when nothing is staged
 	data   []byte        // the content of a synthesized file
 }
@@ -506,7 +556,7 @@ func (h *handle) Release(ctx context.Context) syscall.Errno {
 	if h.reader != nil {
 		h.reader.Close()
 	}
-	if h.write {
+	if h.write || h.held {
 		h.node.release()
 	}
 	return 0

@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -153,10 +154,11 @@ func (f *FS) beingWritten(dir string) bool {
 // failedUpload is staged data whose upload failed after its last handle
 // closed; it is retried until the store takes it.
 type failedUpload struct {
-	sw  *StagedWrite
-	key string
-	err error
-	at  time.Time
+	sw   *StagedWrite
+	key  string
+	err  error
+	at   time.Time
+	busy sync.Mutex // held while RetryFailed uploads it
 }
 
 // New builds a tree over the store and sidecar in opts.
@@ -596,6 +598,24 @@ func (f *FS) flushUnder(p string) error {
 			return fmt.Errorf("upload of %s: %w", np, err)
 		}
 	}
+	if p == "" {
+		return nil // FlushAll retries the queue itself
+	}
+	// Data queued for retry below p goes up first too: a rename copies
+	// what the store holds, and a retry would later write the old name.
+	f.mu.Lock()
+	var queued []*failedUpload
+	for _, fu := range f.failed {
+		if fu.key == p || strings.HasPrefix(fu.key, p+"/") {
+			queued = append(queued, fu)
+		}
+	}
+	f.mu.Unlock()
+	for _, fu := range queued {
+		if err := f.retry(fu); err != nil {
+			return fmt.Errorf("upload of %s (kept, and retried): %w", fu.key, err)
+		}
+	}
 	return nil
 }
 
@@ -629,16 +649,72 @@ func (f *FS) setUploading(sw *StagedWrite, on bool) {
 	}
 }
 
-// dropFailed removes fu from the retry queue.
-func (f *FS) dropFailed(fu *failedUpload) {
+// dropFailed removes fu from the retry queue, and says whether it was
+// there (takeFailed may have given it back to its file meanwhile).
+func (f *FS) dropFailed(fu *failedUpload) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for i, q := range f.failed {
 		if q == fu {
 			f.failed = append(f.failed[:i], f.failed[i+1:]...)
-			return
+			return true
 		}
 	}
+	return false
+}
+
+// takeFailed takes the staged data of key out of the retry queue, for its
+// file to hold again (see fileNode.acquire): opens then read and write what
+// was written, not the store's older version, and its next close uploads
+// it. A retry of it that is running ends first, so the two never upload at
+// once; if that retry succeeded the data comes back clean.
+func (f *FS) takeFailed(key string) *StagedWrite {
+	f.mu.Lock()
+	var fu *failedUpload
+	for i, q := range f.failed {
+		if q.key == key {
+			fu = q
+			f.failed = append(f.failed[:i], f.failed[i+1:]...)
+			break
+		}
+	}
+	f.mu.Unlock()
+	if fu == nil {
+		return nil
+	}
+	fu.busy.Lock()
+	defer fu.busy.Unlock()
+	return fu.sw
+}
+
+// pendingSize is the size of key's staged data that no file holds: queued
+// for retry, or being uploaded after its last close. Until the store has
+// it, that is the file's size.
+func (f *FS) pendingSize(key string) (int64, bool) {
+	f.mu.Lock()
+	var sw *StagedWrite
+	for _, fu := range f.failed {
+		if fu.key == key {
+			sw = fu.sw
+			break
+		}
+	}
+	f.mu.Unlock()
+	if sw == nil {
+		f.upMu.Lock()
+		for u := range f.uploading {
+			if k, dirty, _, deleted, _ := u.snapshot(); dirty && !deleted && k == key {
+				sw = u
+				break
+			}
+		}
+		f.upMu.Unlock()
+	}
+	if sw == nil {
+		return 0, false
+	}
+	size, err := sw.Size()
+	return size, err == nil
 }
 
 // RetryFailed tries every queued upload again; it returns the first error.
@@ -651,31 +727,48 @@ func (f *FS) RetryFailed() error {
 	f.mu.Unlock()
 	var first error
 	for _, fu := range queue {
-		key, dirty, excl, deleted, gen := fu.sw.snapshot()
-		if deleted || !dirty {
-			f.dropFailed(fu)
-			fu.sw.Discard()
-			continue
+		if err := f.retry(fu); err != nil && first == nil {
+			first = err
 		}
-		if err := f.upload(fu.sw, key, excl, gen); err != nil {
-			f.stats.UploadErrors.Add(1)
-			if lostCreate(excl, err) {
-				f.dropFailed(fu)
-				fu.sw.Discard()
-				continue
-			}
-			f.mu.Lock()
-			fu.err, fu.at = err, time.Now()
-			f.mu.Unlock()
-			if first == nil {
-				first = err
-			}
-			continue
-		}
-		f.dropFailed(fu)
-		fu.sw.Discard()
 	}
 	return first
+}
+
+// retry uploads one queued staged file. Taken back by its file meanwhile
+// (takeFailed), it is the file's to discard.
+func (f *FS) retry(fu *failedUpload) error {
+	fu.busy.Lock()
+	defer fu.busy.Unlock()
+	f.mu.Lock()
+	queued := slices.Contains(f.failed, fu)
+	f.mu.Unlock()
+	if !queued {
+		return nil
+	}
+	key, dirty, excl, deleted, gen := fu.sw.snapshot()
+	if deleted || !dirty {
+		if f.dropFailed(fu) {
+			fu.sw.Discard()
+		}
+		return nil
+	}
+	if err := f.upload(fu.sw, key, excl, gen); err != nil {
+		f.stats.UploadErrors.Add(1)
+		if lostCreate(excl, err) {
+			if f.dropFailed(fu) {
+				fu.sw.Discard()
+			}
+			return nil
+		}
+		f.mu.Lock()
+		fu.err, fu.at = err, time.Now()
+		f.mu.Unlock()
+		return err
+	}
+	if f.dropFailed(fu) {
+		fu.sw.Discard()
+	}
+	return nil
 }
 
 // PendingUpload describes staged data not yet in the store.
@@ -689,14 +782,18 @@ type PendingUpload struct {
 // dirty files, and closed ones whose upload is running).
 func (f *FS) Pending() []PendingUpload {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	var out []PendingUpload
 	seen := map[*StagedWrite]bool{}
 	for _, fu := range f.failed {
 		seen[fu.sw] = true
 		out = append(out, PendingUpload{Key: fu.key, Error: fu.err.Error(), Since: fu.at})
 	}
+	nodes := make([]*fileNode, 0, len(f.staged))
 	for n := range f.staged {
+		nodes = append(nodes, n)
+	}
+	f.mu.Unlock() // node locks are taken before f.mu, never after
+	for _, n := range nodes {
 		if sw := n.stagedWrite(); sw != nil && !seen[sw] {
 			if key, dirty, _, _, _ := sw.snapshot(); dirty {
 				seen[sw] = true

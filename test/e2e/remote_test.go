@@ -412,6 +412,74 @@ func TestRemoteServerDownWrite(t *testing.T) {
 	}
 }
 
+// TestRemoteFailedUploadKeptVisible: data whose upload failed at close
+// (server stopped) is kept for retry, and until the store has it the mount
+// shows it: stat gives its size, cat its bytes, an append or an overwrite
+// builds on it (not on the store's older version), and all of it reaches
+// the store once the server is back. A file removed, or renamed, after
+// its upload failed stays removed, or renamed: a later retry does not
+// bring the old name back.
+func TestRemoteFailedUploadKeptVisible(t *testing.T) {
+	st := newS3Store(t).(*s3Store)
+	bucket := st.Bucket()
+	m := mountFiles(t, st, map[string][]byte{"keep.txt": []byte("keep\n"), "gone.txt": []byte("gone\n"), "mv1.txt": []byte("old\n")})
+	first := newTape(43, 6)
+	src := writeLocal(t, map[string][]byte{"first.jsonl": first.Data})
+	sh := func(script string) Result { return try(t, "sh", "-c", script, "sh", m.Dir) }
+
+	st.srv.Stop(t)
+	failsWithEIO(t, "cp with the server stopped", "cp", filepath.Join(src, "first.jsonl"), m.Path("first.jsonl"))
+	if fi, err := os.Stat(m.Path("first.jsonl")); err != nil || fi.Size() != int64(len(first.Data)) {
+		t.Errorf("stat of the kept first.jsonl: %v, want %d bytes (err %v)", fi, len(first.Data), err)
+	}
+	if got, ok := catBytes(t, m.Path("first.jsonl")); !ok || got != string(first.Data) {
+		t.Errorf("cat of the kept first.jsonl gives %d bytes (ok=%v), want the %d written", len(got), ok, len(first.Data))
+	}
+	// The shell does not report a close that fails (the daemon logs it).
+	sh(`printf 'more\n' >> "$1/first.jsonl"`)
+	sh(`printf 'changed\n' > "$1/keep.txt"`)
+	want := map[string]string{"first.jsonl": string(first.Data) + "more\n", "keep.txt": "changed\n"}
+	for key, data := range want {
+		if got, ok := catBytes(t, m.Path(key)); !ok || got != data {
+			t.Errorf("with the server stopped, cat %s gives %d bytes (ok=%v), want the %d written", key, len(got), ok, len(data))
+		}
+	}
+	sh(`printf 'new\n' > "$1/gone.txt"; printf 'new\n' > "$1/mv1.txt"`)
+
+	st.srv.Start(t)
+	if r := try(t, "rm", m.Path("gone.txt")); r.Code != 0 {
+		t.Errorf("rm of gone.txt, its upload queued:\n%s", r)
+	}
+	if r := try(t, "mv", m.Path("mv1.txt"), m.Path("mv2.txt")); r.Code != 0 {
+		t.Errorf("mv of mv1.txt, its upload queued:\n%s", r)
+	}
+	want["mv2.txt"] = "new\n"
+	if !waitFor(30*time.Second, func() bool {
+		for key, data := range want {
+			if got, ok := storeRead(t, bucket, key); !ok || string(got) != data {
+				return false
+			}
+		}
+		return true
+	}) {
+		for key, data := range want {
+			got, ok := storeRead(t, bucket, key)
+			t.Errorf("30 s after the server came back the store holds %d bytes of %s (present: %v, right: %v), want %d", len(got), key, ok, string(got) == data, len(data))
+		}
+	}
+	m.Unmount(t) // uploads whatever is still queued
+	for _, key := range []string{"gone.txt", "mv1.txt"} {
+		if got, ok := storeRead(t, bucket, key); ok {
+			t.Errorf("%s, removed or renamed after its upload failed, is in the store again: %q", key, got)
+		}
+	}
+	for key, data := range want {
+		if got, ok := storeRead(t, bucket, key); !ok || string(got) != data {
+			t.Errorf("after the unmount the store holds %d bytes of %s (present: %v, right: %v), want %d", len(got), key, ok, string(got) == data, len(data))
+		}
+	}
+}
+
 // TestRemoteServerHung: a server that accepts connections and answers
 // nothing (SIGSTOP: a hung process, a lost route) rather than refusing
 // them. A read of an uncached tape fails with EIO after one --timeout, not
