@@ -491,6 +491,8 @@ type daemon struct {
 	detached bool // by a lazy unmount: files opened before it still work
 	done     chan struct{}
 	served   chan struct{} // closed when the serve loops have ended
+
+	finishOnce sync.Once
 }
 
 func (d *daemon) listen() error {
@@ -678,7 +680,7 @@ func fusermountUnmount(mp string, lazy bool) error {
 		return nil
 	}
 	msg := strings.TrimSpace(string(out))
-	if strings.Contains(msg, "busy") {
+	if strings.Contains(strings.ReplaceAll(msg, mp, ""), "resource busy") {
 		return syscall.EBUSY
 	}
 	if msg == "" {
@@ -693,9 +695,13 @@ func (d *daemon) isStopping() bool {
 	return d.stopping
 }
 
+// finish ends the daemon's wait for an unmount, once: two unmount
+// requests can both succeed (the second finds it already stopping).
 func (d *daemon) finish() {
-	d.ln.Close()
-	close(d.done)
+	d.finishOnce.Do(func() {
+		d.ln.Close()
+		close(d.done)
+	})
 }
 
 func (d *daemon) refresh() (indexer.Result, error) {
@@ -774,8 +780,9 @@ func (d *daemon) handleUnmount(w http.ResponseWriter, r *http.Request) {
 // unmountAnswer is the daemon's answer to an unmount request.
 type unmountAnswer struct {
 	Unmounted string `json:"unmounted"`
-	// StillOpen: a lazy unmount left files open; the daemon serves them
-	// until they are closed, then exits.
+	// StillOpen: after a lazy unmount the kernel still holds the mount a
+	// second later (open files, a working directory, a call in progress);
+	// the daemon serves them until the kernel lets go, then exits.
 	StillOpen bool `json:"still_open,omitempty"`
 }
 

@@ -49,7 +49,7 @@ func (c *UnmountCmd) Run(g *Globals, log *slog.Logger) error {
 		// sidecar and the staging directory free.
 		// After a lazy unmount it goes on serving the files still open.
 		if ans.StillOpen {
-			log.Info("detached; files in it are still open: the daemon serves them until they are closed, then exits (until then this store's sidecar cannot be mounted again)", "mountpoint", mp, "pid", pid)
+			log.Info("detached; it is still in use (files still open, a working directory, or a call in progress): the daemon serves them until they are closed, then exits (until then this store's sidecar cannot be mounted again)", "mountpoint", mp, "pid", pid)
 			return nil
 		}
 		for pid > 0 && pid != os.Getpid() && !proc.Exited(pid) && time.Now().Before(deadline.Add(20*time.Second)) {
