@@ -409,6 +409,13 @@ func (c *MountCmd) serve(log *slog.Logger, rp *readyPipe) error {
 		log.Info("index reconciled", "store", st.Redacted, "took", time.Since(start).Round(time.Millisecond), "listed", res.Listed, "added", res.Added, "changed", res.Changed, "removed", res.Removed, "tapes_indexed", res.TapesIndexed, "invalid", res.InvalidTapes, "skipped", res.Skipped)
 	}
 
+	// From the mount on, SIGINT and SIGTERM mean "upload and unmount":
+	// one that came while the mount starts (before run) would otherwise
+	// kill the daemon with its mount still there, and a thread of it
+	// inside its own mount (go-fuse's start-up probe) never returns.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
 	opts := tree.MountOptions(c.AttrTimeout, c.AttrTimeout, c.AllowOther)
 	server, err := mountWithIdleProcs(c.Mountpoint, tree.Root(), opts)
 	if err != nil {
@@ -427,7 +434,7 @@ func (c *MountCmd) serve(log *slog.Logger, rp *readyPipe) error {
 	defer removeMountInfo(c.Mountpoint)
 	log.Info("mounted", "mountpoint", c.Mountpoint, "store", st.Redacted, "sidecar", st.Meta)
 	rp.ready(nil)
-	return d.run()
+	return d.run(sigs)
 }
 
 // hasData says whether path is a file with something in it.
@@ -516,11 +523,8 @@ func (d *daemon) listen() error {
 		Meta: d.store.Meta, Socket: sock, Log: os.Getenv("TAPEFS_LOG_FILE"), Started: time.Now().UTC()})
 }
 
-// run waits for a signal, an unmount request or an outside umount.
-func (d *daemon) run() error {
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
+// run waits for a signal on sigs, an unmount request or an outside umount.
+func (d *daemon) run(sigs <-chan os.Signal) error {
 	waited := d.served
 	var tick <-chan time.Time
 	if d.cmd.RefreshInterval > 0 {

@@ -142,9 +142,10 @@ func containsAny(s string, subs []string) bool {
 
 // TestForeground: without --daemon, `tapefs mount` serves until SIGINT,
 // SIGTERM or `tapefs unmount`; then it uploads what was written, unmounts
-// and exits 0.
+// and exits 0. So too with a SIGTERM the moment the mount appears, while
+// the daemon is still starting.
 func TestForeground(t *testing.T) {
-	for _, stop := range []string{"SIGINT", "SIGTERM", "unmount"} {
+	for _, stop := range []string{"SIGINT", "SIGTERM", "unmount", "SIGTERM-at-once"} {
 		t.Run(stop, func(t *testing.T) {
 			t.Parallel()
 			st := backendNamed(t, "file")
@@ -183,13 +184,22 @@ func TestForeground(t *testing.T) {
 					t.Logf("tapefs log:\n%s", tail(string(data), 8000))
 				}
 			})
-			if !waitFor(30*time.Second, func() bool { return isMounted(dir) }) {
-				t.Fatalf("foreground tapefs mount did not mount %s within 30s", dir)
+			// Polled closely: SIGTERM-at-once signals as soon as it is.
+			for deadline := time.Now().Add(30 * time.Second); !isMounted(dir); time.Sleep(time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("foreground tapefs mount did not mount %s within 30s", dir)
+				}
 			}
 
 			data := newTape(31, 3).Data
-			src := writeLocal(t, map[string][]byte{"t.jsonl": data})
-			run(t, "cp", filepath.Join(src, "t.jsonl"), filepath.Join(dir, "t.jsonl"))
+			want := map[string][]byte{"t.jsonl": data}
+			if stop == "SIGTERM-at-once" {
+				cmd.Process.Signal(syscall.SIGTERM)
+				want = map[string][]byte{}
+			} else {
+				src := writeLocal(t, want)
+				run(t, "cp", filepath.Join(src, "t.jsonl"), filepath.Join(dir, "t.jsonl"))
+			}
 
 			switch stop {
 			case "SIGINT":
@@ -212,7 +222,7 @@ func TestForeground(t *testing.T) {
 			if isMounted(dir) {
 				t.Errorf("%s still mounted after %s", dir, stop)
 			}
-			checkStore(t, st, map[string][]byte{"t.jsonl": data})
+			checkStore(t, st, want)
 		})
 	}
 }
