@@ -279,7 +279,7 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint3
 // so that stat and lookups of the file (which take it) answer from the
 // sidecar meanwhile; acquireMu lets one copy be made at a time.
 func (n *fileNode) acquire(ctx context.Context, trunc bool) syscall.Errno {
-	ctx, cancel := killable(ctx)
+	ctx, cancel := killable(ctx, &n.fsys.conn)
 	defer cancel()
 	n.acquireMu.Lock()
 	defer n.acquireMu.Unlock()

@@ -72,6 +72,7 @@ const rootIno = dirInoBase
 // FS is one mounted tree.
 type FS struct {
 	opts    Options
+	conn    Connection // the mount's, once Serving is called
 	log     *slog.Logger
 	bucket  *blob.Bucket
 	sc      *meta.Sidecar
@@ -190,6 +191,7 @@ func New(opts Options) *FS {
 	f.ahead = newDirAhead(f)
 	f.opts.Read.ahead = f.ahead
 	f.opts.Read.changed = opts.StoreChanged
+	f.opts.Read.conn = &f.conn
 	return f
 }
 
@@ -879,6 +881,10 @@ func (f *FS) Invalidate(keys []string) {
 		parent.NotifyEntry(pl.Name)
 	}
 }
+
+// Serving tells the tree where it is mounted, once it is: a request the
+// kernel's end of the connection has given up on stops its store work.
+func (f *FS) Serving(mountpoint string) { f.conn.Serving(mountpoint) }
 
 // knownInode is the inode of path p if the kernel knows it (has looked it
 // up and not forgotten it), else nil.

@@ -10,6 +10,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -39,16 +41,44 @@ func (f *FS) mutating(ctx context.Context) (context.Context, context.CancelFunc)
 
 // killable is ctx for store work that changes nothing yet (the copy of an
 // object for writing): an interrupt ends it only when the caller is being
-// killed (see callerKilled), then or later. The caller must call the
-// cancel function.
-func killable(ctx context.Context) (context.Context, context.CancelFunc) {
+// killed (see callerKilled) or the connection is gone, then or later. The
+// caller must call the cancel function.
+func killable(ctx context.Context, conn *Connection) (context.Context, context.CancelFunc) {
 	c, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	stop := context.AfterFunc(ctx, func() {
-		if untilKilled(ctx, c.Done()) != nil {
+		if untilKilled(ctx, c.Done(), conn) != nil {
 			cancel()
 		}
 	})
 	return c, func() { stop(); cancel() }
+}
+
+// Connection tells whether the kernel's FUSE connection of the mount still
+// stands. go-fuse cancels every running request when it ends (umount -f,
+// an abort through /sys/fs/fuse/connections), the same way as an
+// interrupt; their callers already have ENOTCONN, so work for them must
+// stop too, not run on (a truncate would still change the store) and keep
+// the daemon from exiting.
+type Connection struct {
+	mountpoint atomic.Pointer[string]
+}
+
+// Serving records the mountpoint once the mount is up.
+func (c *Connection) Serving(mountpoint string) { c.mountpoint.Store(&mountpoint) }
+
+// gone says whether the connection has ended: the kernel then answers
+// statfs of the mount with ENOTCONN itself. While it stands, statfs is an
+// ordinary request (the sidecar's counts).
+func (c *Connection) gone() bool {
+	if c == nil {
+		return false
+	}
+	mp := c.mountpoint.Load()
+	if mp == nil {
+		return false
+	}
+	var st syscall.Statfs_t
+	return errors.Is(syscall.Statfs(*mp, &st), syscall.ENOTCONN)
 }
 
 // killPoll is how often a request that was interrupted looks again whether
@@ -57,12 +87,13 @@ func killable(ctx context.Context) (context.Context, context.CancelFunc) {
 const killPoll = 100 * time.Millisecond
 
 // untilKilled, for a request whose interrupt came, waits for done; it
-// returns ctx's error instead as soon as the caller is being killed.
-func untilKilled(ctx context.Context, done <-chan struct{}) error {
+// returns ctx's error instead as soon as the caller is being killed or the
+// connection is gone.
+func untilKilled(ctx context.Context, done <-chan struct{}, conn *Connection) error {
 	t := time.NewTicker(killPoll)
 	defer t.Stop()
 	for {
-		if callerKilled(ctx) {
+		if callerKilled(ctx) || conn.gone() {
 			return ctx.Err()
 		}
 		select {

@@ -111,7 +111,7 @@ func TestSigStateFatal(t *testing.T) {
 func TestKillable(t *testing.T) {
 	t.Run("live caller", func(t *testing.T) {
 		cancelCh := make(chan struct{})
-		ctx, cancel := killable(&fuse.Context{Caller: fuse.Caller{Pid: uint32(os.Getpid())}, Cancel: cancelCh})
+		ctx, cancel := killable(&fuse.Context{Caller: fuse.Caller{Pid: uint32(os.Getpid())}, Cancel: cancelCh}, nil)
 		defer cancel()
 		close(cancelCh)
 		select {
@@ -126,7 +126,7 @@ func TestKillable(t *testing.T) {
 	})
 	t.Run("killed caller", func(t *testing.T) {
 		cancelCh := make(chan struct{})
-		ctx, cancel := killable(&fuse.Context{Caller: fuse.Caller{Pid: exitedPid(t)}, Cancel: cancelCh})
+		ctx, cancel := killable(&fuse.Context{Caller: fuse.Caller{Pid: exitedPid(t)}, Cancel: cancelCh}, nil)
 		defer cancel()
 		if ctx.Err() != nil {
 			t.Fatal("ended before any interrupt")
@@ -154,7 +154,7 @@ func TestUntilKilledLater(t *testing.T) {
 	ctx := &fuse.Context{Caller: fuse.Caller{Pid: uint32(child.Process.Pid)}, Cancel: interrupted}
 	never := make(chan struct{})
 	got := make(chan error, 1)
-	go func() { got <- untilKilled(ctx, never) }()
+	go func() { got <- untilKilled(ctx, never, nil) }()
 	select {
 	case err := <-got:
 		t.Fatalf("untilKilled returned %v while its caller lives", err)
@@ -172,7 +172,21 @@ func TestUntilKilledLater(t *testing.T) {
 	}
 	done := make(chan struct{})
 	close(done)
-	if err := untilKilled(&fuse.Context{Caller: fuse.Caller{Pid: uint32(os.Getpid())}, Cancel: interrupted}, done); err != nil {
+	if err := untilKilled(&fuse.Context{Caller: fuse.Caller{Pid: uint32(os.Getpid())}, Cancel: interrupted}, done, nil); err != nil {
 		t.Errorf("untilKilled of a live caller whose work is done = %v", err)
+	}
+}
+
+// TestConnectionGone: a connection not yet serving, or one whose mountpoint
+// answers statfs, stands (the e2e suite aborts a real one).
+func TestConnectionGone(t *testing.T) {
+	var nilConn *Connection
+	var c Connection
+	if nilConn.gone() || c.gone() {
+		t.Error("a connection without a mountpoint is gone")
+	}
+	c.Serving(t.TempDir())
+	if c.gone() {
+		t.Error("a directory that answers statfs is a gone connection")
 	}
 }

@@ -29,6 +29,7 @@ type ReadOptions struct {
 
 	ahead   *dirAhead        // fetches the heads of files ahead of their opens; nil: none
 	changed func(key string) // told of an object found replaced; nil: none
+	conn    *Connection      // the mount's connection; nil: taken as standing
 }
 
 // ErrChanged is a read of an object that was replaced in the store since
@@ -191,7 +192,7 @@ func (r *ObjectReader) ReadAt(ctx context.Context, p []byte, off int64) (int, er
 		case <-cf.done:
 		case <-ctx.Done():
 			// Any signal but a kill: the read goes on (see interrupt.go).
-			if err := untilKilled(ctx, cf.done); err != nil {
+			if err := untilKilled(ctx, cf.done, r.opts.conn); err != nil {
 				return n, err
 			}
 		}

@@ -425,6 +425,7 @@ func (c *MountCmd) serve(log *slog.Logger, rp *readyPipe) error {
 		server.Unmount()
 		return fmt.Errorf("mount on %s does not answer: %w", c.Mountpoint, err)
 	}
+	tree.Serving(c.Mountpoint)
 	d := &daemon{cmd: c, log: log, store: st, tree: tree, ix: ix, sc: sc, bucket: bucket, tier: tr, chunks: chunks, server: server, kick: kick, done: make(chan struct{}), served: make(chan struct{})}
 	go func() { server.Wait(); close(d.served) }()
 	if err := d.listen(); err != nil {

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tapefs/tapefs/internal/proc"
 )
 
 // Tests of calls the kernel interrupts: any signal to a process blocked in
@@ -283,5 +285,67 @@ func killUnchanged(t *testing.T, st *proxiedStore, what string, cmd *exec.Cmd, s
 	st.proxy.SetRule(nil)
 	if got, _ := storeRead(t, st.Bucket(), key); !bytes.Equal(got, want) {
 		t.Errorf("%s changed the object: %d bytes, want %d", what, len(got), len(want))
+	}
+}
+
+// TestConnectionAborted: `umount -f` aborts the kernel's FUSE connection,
+// and callers blocked in it get ENOTCONN at once. The daemon's work for
+// them stops too: a truncate whose copy waits on a server that would
+// answer in a minute changes nothing, and the daemon exits as soon as it
+// is unmounted, not after waiting out its running requests.
+func TestConnectionAborted(t *testing.T) {
+	st := newProxiedStore(t)
+	key := "slow/aborted.jsonl"
+	data := newTape(960, 40).Data
+	st.Seed(t, map[string][]byte{key: data})
+	m := mount(t, st)
+	pids := daemonPIDs(m.Dir)
+	st.proxy.SetRule(slowGets(st, "slow/", 60*time.Second))
+	mark := st.proxy.Mark()
+	// The calling thread lives on after its call fails: one that is gone
+	// is taken as killed anyway (a locked goroutine that returns ends its
+	// thread).
+	ended := make(chan error, 1)
+	live := make(chan struct{})
+	defer close(live)
+	go func() {
+		runtime.LockOSThread()
+		ended <- syscall.Truncate(m.Path(key), 1)
+		<-live
+	}()
+	if !waitFor(20*time.Second, func() bool {
+		all, _ := countFor(st.proxy.Requests(mark), http.MethodGet, st.objectPath(key))
+		return all > 0
+	}) {
+		t.Fatalf("the truncate never asked the store for %s", key)
+	}
+	// MNT_FORCE aborts the connection first; the unmount itself may then
+	// find the mount busy for a moment, which does not matter here.
+	syscall.Unmount(m.Dir, syscall.MNT_FORCE)
+	select {
+	case err := <-ended:
+		t.Logf("the truncate ended after the abort: %v", err)
+	case <-time.After(10 * time.Second):
+		st.proxy.SetRule(nil)
+		t.Fatal("the truncate still waits 10 s after umount -f")
+	}
+	start := time.Now()
+	if r := tapefs(t, st, "unmount", m.Dir); r.Code != 0 && isMounted(m.Dir) {
+		t.Errorf("tapefs unmount after the abort:\n%s", r)
+	}
+	m.unmounted = true
+	for _, pid := range pids {
+		if !waitFor(30*time.Second, func() bool { return proc.Exited(pid) }) {
+			t.Errorf("daemon %d still running 30 s after the unmount", pid)
+		}
+	}
+	t.Logf("the daemon exited %s after the unmount began", time.Since(start).Round(time.Millisecond))
+	if log := m.logs(); strings.Contains(log, "requests still running") {
+		t.Errorf("the daemon waited for the work of callers the abort had answered:\n%s", log)
+	}
+	st.proxy.SetRule(nil)
+	time.Sleep(500 * time.Millisecond)
+	if got, _ := storeRead(t, st.Bucket(), key); !bytes.Equal(got, data) {
+		t.Errorf("the aborted truncate changed the object: %d bytes, want %d", len(got), len(data))
 	}
 }
