@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"net/http"
 	"os"
 	"os/exec"
 	"strings"
@@ -23,9 +24,11 @@ func TestStatWhileOpenCopies(t *testing.T) {
 	st.proxy.SetRule(slowGets(st, key, 3*time.Second))
 	mark := st.proxy.Mark()
 
+	opened := make(chan struct{}) // closed when the open has returned
 	appended := make(chan error, 1)
 	go func() {
 		f, err := os.OpenFile(m.Path(key), os.O_WRONLY|os.O_APPEND, 0)
+		close(opened)
 		if err == nil {
 			_, err = f.Write([]byte("{}\n"))
 			if cerr := f.Close(); err == nil {
@@ -34,8 +37,12 @@ func TestStatWhileOpenCopies(t *testing.T) {
 		}
 		appended <- err
 	}()
-	cmd := exec.Command("true") // waitHeld kills it if the GET never comes
-	waitHeld(t, st, mark, key, cmd)
+	if !waitFor(20*time.Second, func() bool {
+		all, _ := countFor(st.proxy.Requests(mark), http.MethodGet, st.objectPath(key))
+		return all > 0
+	}) {
+		t.Fatalf("the open for appending never asked the store for %s", key)
+	}
 
 	fi, err := os.Stat(m.Path(key))
 	if err != nil {
@@ -46,8 +53,8 @@ func TestStatWhileOpenCopies(t *testing.T) {
 		t.Fatalf("ls -l while the open copies: %v\n%s", err, out)
 	}
 	select {
-	case err := <-appended:
-		t.Fatalf("the open (%v) returned before stat and ls -l did: they waited for its copy from the store", err)
+	case <-opened:
+		t.Fatalf("the open returned before stat and ls -l did: they waited for its copy from the store")
 	default:
 	}
 	if fi.Size() != int64(len(data)) || !strings.Contains(string(out), "append.jsonl") || !strings.Contains(string(out), "other.jsonl") {
