@@ -61,6 +61,7 @@ func killable(ctx context.Context, conn *Connection) (context.Context, context.C
 // the daemon from exiting.
 type Connection struct {
 	mountpoint atomic.Pointer[string]
+	asking     atomic.Bool // a statfs is on its way
 }
 
 // Serving records the mountpoint once the mount is up.
@@ -68,18 +69,33 @@ func (c *Connection) Serving(mountpoint string) { c.mountpoint.Store(&mountpoint
 
 // gone says whether the connection has ended: the kernel then answers
 // statfs of the mount with ENOTCONN itself. While it stands, statfs is an
-// ordinary request (the sidecar's counts).
+// ordinary request to this daemon (the sidecar's counts); one it does not
+// answer within statfsWait (every reader busy) counts as standing, and
+// only one is asked at a time.
 func (c *Connection) gone() bool {
 	if c == nil {
 		return false
 	}
 	mp := c.mountpoint.Load()
-	if mp == nil {
+	if mp == nil || !c.asking.CompareAndSwap(false, true) {
 		return false
 	}
-	var st syscall.Statfs_t
-	return errors.Is(syscall.Statfs(*mp, &st), syscall.ENOTCONN)
+	answer := make(chan error, 1)
+	go func() {
+		defer c.asking.Store(false)
+		var st syscall.Statfs_t
+		answer <- syscall.Statfs(*mp, &st)
+	}()
+	select {
+	case err := <-answer:
+		return errors.Is(err, syscall.ENOTCONN)
+	case <-time.After(statfsWait):
+		return false
+	}
 }
+
+// statfsWait bounds the wait for a statfs of the daemon's own mount.
+const statfsWait = time.Second
 
 // killPoll is how often a request that was interrupted looks again whether
 // its caller is being killed: the kernel interrupts a request once, so a
