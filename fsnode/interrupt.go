@@ -61,8 +61,15 @@ func killable(ctx context.Context, conn *Connection) (context.Context, context.C
 // the daemon from exiting.
 type Connection struct {
 	mountpoint atomic.Pointer[string]
-	asking     atomic.Bool // a statfs is on its way
+	asking     atomic.Bool  // a statfs is on its way
+	checked    atomic.Int64 // when one last answered (unix ns); it holds for connCheck
+	ended      atomic.Bool  // what it said
 }
+
+// connCheck is how long one answer of statfs is taken to hold: each is a
+// request to this daemon that counts the sidecar's rows, and interrupted
+// requests ask ten times a second.
+const connCheck = time.Second
 
 // Serving records the mountpoint once the mount is up.
 func (c *Connection) Serving(mountpoint string) { c.mountpoint.Store(&mountpoint) }
@@ -76,15 +83,23 @@ func (c *Connection) gone() bool {
 	if c == nil {
 		return false
 	}
+	if c.ended.Load() {
+		return true
+	}
 	mp := c.mountpoint.Load()
-	if mp == nil || !c.asking.CompareAndSwap(false, true) {
+	if mp == nil || time.Now().UnixNano()-c.checked.Load() < int64(connCheck) || !c.asking.CompareAndSwap(false, true) {
 		return false
 	}
 	answer := make(chan error, 1)
 	go func() {
 		defer c.asking.Store(false)
 		var st syscall.Statfs_t
-		answer <- syscall.Statfs(*mp, &st)
+		err := syscall.Statfs(*mp, &st)
+		if errors.Is(err, syscall.ENOTCONN) {
+			c.ended.Store(true) // a connection does not come back
+		}
+		c.checked.Store(time.Now().UnixNano())
+		answer <- err
 	}()
 	select {
 	case err := <-answer:
