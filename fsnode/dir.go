@@ -242,9 +242,15 @@ func (n *dirNode) Unlink(ctx context.Context, name string) syscall.Errno {
 			fn.markDeleted()
 		}
 	}
-	// Data of the file queued for retry must not bring it back later;
-	// kept while the delete may still fail.
-	queued := n.fsys.takeFailed(e.Key)
+	// Data of the file being uploaded or queued for retry must not bring
+	// it back later; kept while the delete may still fail.
+	if err := n.fsys.awaitUploads(ctx, e.Key); err != nil {
+		return n.fsys.errno("unlink", p, err)
+	}
+	queued, err := n.fsys.takeFailed(ctx, e.Key)
+	if err != nil {
+		return n.fsys.errno("unlink", p, err)
+	}
 	if err := n.fsys.deleteKey(ctx, e.Key); err != nil {
 		if queued != nil {
 			n.fsys.addFailed(queued, e.Key, err)

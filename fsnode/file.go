@@ -3,7 +3,6 @@ package fsnode
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -244,14 +243,9 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint3
 	if errno != 0 {
 		return nil, 0, errno
 	}
-	held := false
-	if n.inView == 0 && n.stagedWrite() == nil && n.fsys.IsPending(e.Key) {
-		// Written, not yet in the store (its upload failed and is queued
-		// for retry, or is running): read what was written.
-		if errno := n.acquire(ctx, false); errno != 0 {
-			return nil, 0, errno
-		}
-		held = true
+	held, errno := n.holdUnstored(ctx, e.Key)
+	if errno != 0 {
+		return nil, 0, errno
 	}
 	// A read-only handle has nothing to upload at close: FOPEN_NOFLUSH
 	// spares the round trip, which matters for grep over many tapes.
@@ -266,12 +260,39 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint3
 	h := &handle{node: n, held: held}
 	if _, doc, ok := n.synthesized(ctx); ok && e.ID&synthInoBase != 0 {
 		h.data = doc
-	} else if !held && !n.fsys.IsPending(e.Key) {
+	} else if !held {
 		h.reader = NewObjectReader(n.fsys.bucket, e.Key, ver, e.Size, n.fsys.opts.Read, &n.fsys.stats)
 		h.reader.matchETag(e.ETag)
 		n.fsys.ahead.opened(e)
 	}
 	return h, fuseFlags, 0
+}
+
+// holdUnstored makes a read-only open read what was written to the file
+// and is not in the store yet: a writer's staged copy (held, so that it
+// outlives the writer's close), or data queued for retry after its upload
+// failed (taken back). It says whether the open holds a staged copy.
+func (n *fileNode) holdUnstored(ctx context.Context, key string) (bool, syscall.Errno) {
+	if n.inView != 0 {
+		return false, 0
+	}
+	if n.stagedWrite() == nil {
+		if !n.fsys.IsPending(key) {
+			return false, 0
+		}
+		ctx, cancel := killable(ctx, &n.fsys.conn)
+		defer cancel()
+		if err := n.fsys.awaitUploads(ctx, key); err != nil {
+			return false, n.fsys.errno("open", key, err)
+		}
+		if n.stagedWrite() == nil && !n.fsys.isQueued(key) {
+			return false, 0 // uploaded meanwhile: read the store
+		}
+	}
+	if errno := n.acquire(ctx, false); errno != 0 {
+		return false, errno
+	}
+	return true, 0
 }
 
 // acquire gives the node a staged copy for writing: empty when truncating,
@@ -303,10 +324,13 @@ func (n *fileNode) acquire(ctx context.Context, trunc bool) syscall.Errno {
 	// An upload the last close left to RELEASE ends first (it may queue
 	// its data for retry), and data queued for retry is the file's content
 	// until the store has it: both newer than the store's version.
-	n.uploadMu.Lock()
-	n.uploadMu.Unlock() // only a wait
-	var err error
-	sw := n.fsys.takeFailed(p)
+	if err := n.fsys.awaitUploads(ctx, p); err != nil {
+		return n.fsys.errno("open", p, err)
+	}
+	sw, err := n.fsys.takeFailed(ctx, p)
+	if err != nil {
+		return n.fsys.errno("open", p, err)
+	}
 	adopted := sw != nil
 	// drop undoes the staged copy: data taken from the retry queue goes
 	// back to it, never lost.
@@ -348,8 +372,8 @@ func (n *fileNode) acquire(ctx context.Context, trunc bool) syscall.Errno {
 		sw.Discard()
 		return syscall.ENOENT
 	}
-	if n.staged != nil { // given one meanwhile (adoptStaged): use that
-		drop(errors.New("upload pending"))
+	if n.staged != nil { // given a newer one meanwhile (adoptStaged): use that
+		sw.Discard()
 		n.staged.refs++
 		return 0
 	}
@@ -381,9 +405,7 @@ func (n *fileNode) release() {
 	n.fsys.setUploading(sw, true) // pending, without a gap, until uploaded or queued
 	n.fsys.registerStaged(n, false)
 	n.mu.Unlock()
-	defer n.fsys.setUploading(sw, false)
-	n.uploadMu.Lock() // an open for writing meanwhile waits for this upload
-	defer n.uploadMu.Unlock()
+	defer n.fsys.setUploading(sw, false) // what awaitUploads waits for
 
 	key, dirty, excl, deleted, gen := sw.snapshot()
 	if p, ok := n.currentKey(); ok && p != key {

@@ -159,7 +159,7 @@ type failedUpload struct {
 	key  string
 	err  error
 	at   time.Time
-	busy sync.Mutex // held while RetryFailed uploads it
+	busy chan struct{} // holds a token while RetryFailed uploads it
 }
 
 // New builds a tree over the store and sidecar in opts.
@@ -636,7 +636,7 @@ func (f *FS) FlushAll() error {
 func (f *FS) addFailed(sw *StagedWrite, key string, err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.failed = append(f.failed, &failedUpload{sw: sw, key: key, err: err, at: time.Now()})
+	f.failed = append(f.failed, &failedUpload{sw: sw, key: key, err: err, at: time.Now(), busy: make(chan struct{}, 1)})
 }
 
 // setUploading marks (or unmarks) staged data of a closed file whose upload
@@ -669,8 +669,9 @@ func (f *FS) dropFailed(fu *failedUpload) bool {
 // file to hold again (see fileNode.acquire): opens then read and write what
 // was written, not the store's older version, and its next close uploads
 // it. A retry of it that is running ends first, so the two never upload at
-// once; if that retry succeeded the data comes back clean.
-func (f *FS) takeFailed(key string) *StagedWrite {
+// once; if that retry succeeded the data comes back clean. If ctx ends
+// first, the data stays queued and takeFailed returns nil and ctx's error.
+func (f *FS) takeFailed(ctx context.Context, key string) (*StagedWrite, error) {
 	f.mu.Lock()
 	var fu *failedUpload
 	for i, q := range f.failed {
@@ -682,11 +683,56 @@ func (f *FS) takeFailed(key string) *StagedWrite {
 	}
 	f.mu.Unlock()
 	if fu == nil {
-		return nil
+		return nil, nil
 	}
-	fu.busy.Lock()
-	defer fu.busy.Unlock()
-	return fu.sw
+	select {
+	case fu.busy <- struct{}{}:
+		<-fu.busy
+		return fu.sw, nil
+	case <-ctx.Done():
+		f.mu.Lock()
+		f.failed = append(f.failed, fu)
+		f.mu.Unlock()
+		return nil, ctx.Err()
+	}
+}
+
+// isQueued says whether key has staged data in the retry queue.
+func (f *FS) isQueued(key string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, fu := range f.failed {
+		if fu.key == key {
+			return true
+		}
+	}
+	return false
+}
+
+// awaitUploads waits until no closed file at or below p is being uploaded
+// (the upload a RELEASE runs): what it leaves, in the store or queued for
+// retry, is then what an open, a rename or an unlink must build on. It
+// returns ctx's error if ctx ends first.
+func (f *FS) awaitUploads(ctx context.Context, p string) error {
+	for {
+		busy := false
+		f.upMu.Lock()
+		for sw := range f.uploading {
+			if k, dirty, _, deleted, _ := sw.snapshot(); dirty && !deleted && (k == p || strings.HasPrefix(k, p+"/") || p == "") {
+				busy = true
+				break
+			}
+		}
+		f.upMu.Unlock()
+		if !busy {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 // pendingSize is the size of key's staged data that no file holds: queued
@@ -739,8 +785,8 @@ func (f *FS) RetryFailed() error {
 // retry uploads one queued staged file. Taken back by its file meanwhile
 // (takeFailed), it is the file's to discard.
 func (f *FS) retry(fu *failedUpload) error {
-	fu.busy.Lock()
-	defer fu.busy.Unlock()
+	fu.busy <- struct{}{}
+	defer func() { <-fu.busy }()
 	f.mu.Lock()
 	queued := slices.Contains(f.failed, fu)
 	f.mu.Unlock()

@@ -57,24 +57,47 @@ func (f *FS) rename(ctx context.Context, sdir, sname, ddir, dname string, noRepl
 			}
 		}
 	}
+	// What closed files below src are still uploading goes up (or into
+	// the retry queue) first; flushUnder then uploads that and open files.
+	if err := f.awaitUploads(ctx, src); err != nil {
+		return err
+	}
 	if err := f.flushUnder(src); err != nil {
 		return err
 	}
+	var replaced *StagedWrite // the replaced file's data queued for retry
+	if exists && !de.IsDir {
+		if err := f.awaitUploads(ctx, dst); err != nil {
+			return err
+		}
+		if replaced, err = f.takeFailed(ctx, dst); err != nil {
+			return err
+		}
+	}
+	if err := f.renameOver(ctx, se, src, dst, exists); err != nil {
+		if replaced != nil {
+			f.addFailed(replaced, dst, err) // still the replaced file's
+		}
+		return err
+	}
+	if replaced != nil {
+		replaced.Discard() // renamed over: a retry must not bring it back
+	}
+	return f.keepDir(ctx, sdir)
+}
+
+// renameOver moves src to dst in the store and the sidecar, replacing dst
+// if it exists.
+func (f *FS) renameOver(ctx context.Context, se meta.Entry, src, dst string, exists bool) error {
 	if se.IsDir {
 		if exists {
 			if err := f.removeEmptyDir(ctx, dst); err != nil {
 				return err
 			}
 		}
-		if err := f.renameDir(ctx, src, dst); err != nil {
-			return err
-		}
-	} else {
-		if err := f.renameFile(ctx, src, dst, exists); err != nil {
-			return err
-		}
+		return f.renameDir(ctx, src, dst)
 	}
-	return f.keepDir(ctx, sdir)
+	return f.renameFile(ctx, src, dst, exists)
 }
 
 // checkRenamedKeys refuses a rename of src to dst that would make a key

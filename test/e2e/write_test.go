@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"maps"
 	"os"
 	"os/exec"
@@ -627,4 +628,34 @@ func TestStagingDirRemovedWhileMounted(t *testing.T) {
 			t.Errorf("the second mount failed, but not for the staging directory's lock:\n%s", r)
 		}
 	})
+}
+
+// TestReadWhileWriterCloses: a file opened for reading while another
+// handle is writing it reads what was written, also after the writer has
+// closed (and its data gone up), as on a local disk.
+func TestReadWhileWriterCloses(t *testing.T) {
+	for _, name := range []string{"file", "s3"} {
+		t.Run(name, func(t *testing.T) {
+			m := mount(t, backendNamed(t, name))
+			w, err := os.Create(m.Path("shared.txt"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := w.WriteString("written before the reader opened\n"); err != nil {
+				t.Fatal(err)
+			}
+			r, err := os.Open(m.Path("shared.txt"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			if err := w.Close(); err != nil {
+				t.Fatalf("close of the writer: %v", err)
+			}
+			got, err := io.ReadAll(r)
+			if err != nil || string(got) != "written before the reader opened\n" {
+				t.Errorf("the reader, after the writer closed, read %q (%v)", got, err)
+			}
+		})
+	}
 }
