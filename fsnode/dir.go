@@ -244,10 +244,7 @@ func (n *dirNode) Unlink(ctx context.Context, name string) syscall.Errno {
 	}
 	// Data of the file being uploaded or queued for retry must not bring
 	// it back later; kept while the delete may still fail.
-	if err := n.fsys.awaitUploads(ctx, e.Key); err != nil {
-		return n.fsys.errno("unlink", p, err)
-	}
-	queued, err := n.fsys.takeFailed(ctx, e.Key)
+	queued, err := n.fsys.claimUnstored(ctx, e.Key)
 	if err != nil {
 		return n.fsys.errno("unlink", p, err)
 	}

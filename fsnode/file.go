@@ -321,13 +321,8 @@ func (n *fileNode) acquire(ctx context.Context, trunc bool) syscall.Errno {
 	if deleted {
 		return syscall.ENOENT
 	}
-	// An upload the last close left to RELEASE ends first (it may queue
-	// its data for retry), and data queued for retry is the file's content
-	// until the store has it: both newer than the store's version.
-	if err := n.fsys.awaitUploads(ctx, p); err != nil {
-		return n.fsys.errno("open", p, err)
-	}
-	sw, err := n.fsys.takeFailed(ctx, p)
+	// What a closed file left unstored is newer than the store's version.
+	sw, err := n.fsys.claimUnstored(ctx, p)
 	if err != nil {
 		return n.fsys.errno("open", p, err)
 	}

@@ -652,7 +652,7 @@ func (f *FS) setUploading(sw *StagedWrite, on bool) {
 }
 
 // dropFailed removes fu from the retry queue, and says whether it was
-// there (takeFailed may have given it back to its file meanwhile).
+// there (claimUnstored may have given it back to its file meanwhile).
 func (f *FS) dropFailed(fu *failedUpload) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -665,21 +665,45 @@ func (f *FS) dropFailed(fu *failedUpload) bool {
 	return false
 }
 
-// takeFailed takes the staged data of key out of the retry queue, for its
-// file to hold again (see fileNode.acquire): opens then read and write what
-// was written, not the store's older version, and its next close uploads
-// it. A retry of it that is running ends first, so the two never upload at
-// once; if that retry succeeded the data comes back clean. If ctx ends
-// first, the data stays queued and takeFailed returns nil and ctx's error.
-func (f *FS) takeFailed(ctx context.Context, key string) (*StagedWrite, error) {
-	f.mu.Lock()
-	var fu *failedUpload
-	for i, q := range f.failed {
-		if q.key == key {
-			fu = q
-			f.failed = append(f.failed[:i], f.failed[i+1:]...)
-			break
+// queuedLocked is key's entry in the retry queue and its index, or nil;
+// f.mu is held.
+func (f *FS) queuedLocked(key string) (*failedUpload, int) {
+	i := slices.IndexFunc(f.failed, func(fu *failedUpload) bool { return fu.key == key })
+	if i < 0 {
+		return nil, -1
+	}
+	return f.failed[i], i
+}
+
+// uploadingUnder is the staged data of a closed file at key, or with
+// prefix below it too, that a RELEASE is uploading, or nil.
+func (f *FS) uploadingUnder(key string, prefix bool) *StagedWrite {
+	f.upMu.Lock()
+	defer f.upMu.Unlock()
+	for sw := range f.uploading {
+		k, dirty, _, deleted, _ := sw.snapshot()
+		if dirty && !deleted && (k == key || prefix && (key == "" || strings.HasPrefix(k, key+"/"))) {
+			return sw
 		}
+	}
+	return nil
+}
+
+// claimUnstored takes what a closed file left of key that the store does
+// not have, for an open, a rename over it or an unlink to build on: it
+// waits until a RELEASE's upload of key has ended (stored, or queued for
+// retry), then takes key's staged data out of the retry queue. A retry of
+// it that is running ends first, so two uploads of it never run at once
+// (if that retry succeeded, the data comes back clean). nil: nothing is
+// left. If ctx ends first, the data stays queued and ctx's error returns.
+func (f *FS) claimUnstored(ctx context.Context, key string) (*StagedWrite, error) {
+	if err := f.awaitUploads(ctx, key); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	fu, i := f.queuedLocked(key)
+	if fu != nil {
+		f.failed = slices.Delete(f.failed, i, i+1)
 	}
 	f.mu.Unlock()
 	if fu == nil {
@@ -701,38 +725,21 @@ func (f *FS) takeFailed(ctx context.Context, key string) (*StagedWrite, error) {
 func (f *FS) isQueued(key string) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for _, fu := range f.failed {
-		if fu.key == key {
-			return true
-		}
-	}
-	return false
+	fu, _ := f.queuedLocked(key)
+	return fu != nil
 }
 
 // awaitUploads waits until no closed file at or below p is being uploaded
-// (the upload a RELEASE runs): what it leaves, in the store or queued for
-// retry, is then what an open, a rename or an unlink must build on. It
-// returns ctx's error if ctx ends first.
+// (the upload a RELEASE runs). It returns ctx's error if ctx ends first.
 func (f *FS) awaitUploads(ctx context.Context, p string) error {
-	for {
-		busy := false
-		f.upMu.Lock()
-		for sw := range f.uploading {
-			if k, dirty, _, deleted, _ := sw.snapshot(); dirty && !deleted && (k == p || strings.HasPrefix(k, p+"/") || p == "") {
-				busy = true
-				break
-			}
-		}
-		f.upMu.Unlock()
-		if !busy {
-			return nil
-		}
+	for f.uploadingUnder(p, true) != nil {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
+	return nil
 }
 
 // pendingSize is the size of key's staged data that no file holds: queued
@@ -740,23 +747,13 @@ func (f *FS) awaitUploads(ctx context.Context, p string) error {
 // it, that is the file's size.
 func (f *FS) pendingSize(key string) (int64, bool) {
 	f.mu.Lock()
-	var sw *StagedWrite
-	for _, fu := range f.failed {
-		if fu.key == key {
-			sw = fu.sw
-			break
-		}
-	}
+	fu, _ := f.queuedLocked(key)
 	f.mu.Unlock()
-	if sw == nil {
-		f.upMu.Lock()
-		for u := range f.uploading {
-			if k, dirty, _, deleted, _ := u.snapshot(); dirty && !deleted && k == key {
-				sw = u
-				break
-			}
-		}
-		f.upMu.Unlock()
+	var sw *StagedWrite
+	if fu != nil {
+		sw = fu.sw
+	} else {
+		sw = f.uploadingUnder(key, false)
 	}
 	if sw == nil {
 		return 0, false
@@ -783,7 +780,7 @@ func (f *FS) RetryFailed() error {
 }
 
 // retry uploads one queued staged file. Taken back by its file meanwhile
-// (takeFailed), it is the file's to discard.
+// (claimUnstored), it is the file's to discard.
 func (f *FS) retry(fu *failedUpload) error {
 	fu.busy <- struct{}{}
 	defer func() { <-fu.busy }()
@@ -955,21 +952,11 @@ func (f *FS) IsPending(key string) bool {
 	for n := range f.staged {
 		nodes = append(nodes, n)
 	}
-	for _, fu := range f.failed {
-		if fu.key == key {
-			f.mu.Unlock()
-			return true
-		}
-	}
+	fu, _ := f.queuedLocked(key)
 	f.mu.Unlock()
-	f.upMu.Lock()
-	for sw := range f.uploading {
-		if k, dirty, _, deleted, _ := sw.snapshot(); dirty && !deleted && k == key {
-			f.upMu.Unlock()
-			return true
-		}
+	if fu != nil || f.uploadingUnder(key, false) != nil {
+		return true
 	}
-	f.upMu.Unlock()
 	for _, n := range nodes {
 		if sw := n.stagedWrite(); sw != nil {
 			if k, dirty, _, deleted, _ := sw.snapshot(); dirty && !deleted && k == key {

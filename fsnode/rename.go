@@ -67,10 +67,7 @@ func (f *FS) rename(ctx context.Context, sdir, sname, ddir, dname string, noRepl
 	}
 	var replaced *StagedWrite // the replaced file's data queued for retry
 	if exists && !de.IsDir {
-		if err := f.awaitUploads(ctx, dst); err != nil {
-			return err
-		}
-		if replaced, err = f.takeFailed(ctx, dst); err != nil {
+		if replaced, err = f.claimUnstored(ctx, dst); err != nil {
 			return err
 		}
 	}
