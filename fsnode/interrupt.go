@@ -63,7 +63,7 @@ type Connection struct {
 	mountpoint atomic.Pointer[string]
 	asking     atomic.Bool  // a statfs is on its way
 	checked    atomic.Int64 // when one last answered (unix ns); it holds for connCheck
-	ended      atomic.Bool  // what it said
+	ended      atomic.Bool  // statfs said ENOTCONN
 }
 
 // connCheck is how long one answer of statfs is taken to hold: each is a
@@ -76,41 +76,24 @@ func (c *Connection) Serving(mountpoint string) { c.mountpoint.Store(&mountpoint
 
 // gone says whether the connection has ended: the kernel then answers
 // statfs of the mount with ENOTCONN itself. While it stands, statfs is an
-// ordinary request to this daemon (the sidecar's counts); one it does not
-// answer within statfsWait (every reader busy) counts as standing, and
-// only one is asked at a time.
+// ordinary request to this daemon (go-fuse starts another reader whenever
+// the last one takes a request, so it is answered); one is asked at a time.
 func (c *Connection) gone() bool {
-	if c == nil {
-		return false
-	}
-	if c.ended.Load() {
-		return true
+	if c == nil || c.ended.Load() {
+		return c != nil
 	}
 	mp := c.mountpoint.Load()
 	if mp == nil || time.Now().UnixNano()-c.checked.Load() < int64(connCheck) || !c.asking.CompareAndSwap(false, true) {
 		return false
 	}
-	answer := make(chan error, 1)
-	go func() {
-		defer c.asking.Store(false)
-		var st syscall.Statfs_t
-		err := syscall.Statfs(*mp, &st)
-		if errors.Is(err, syscall.ENOTCONN) {
-			c.ended.Store(true) // a connection does not come back
-		}
-		c.checked.Store(time.Now().UnixNano())
-		answer <- err
-	}()
-	select {
-	case err := <-answer:
-		return errors.Is(err, syscall.ENOTCONN)
-	case <-time.After(statfsWait):
-		return false
+	defer c.asking.Store(false)
+	var st syscall.Statfs_t
+	if errors.Is(syscall.Statfs(*mp, &st), syscall.ENOTCONN) {
+		c.ended.Store(true) // a connection does not come back
 	}
+	c.checked.Store(time.Now().UnixNano())
+	return c.ended.Load()
 }
-
-// statfsWait bounds the wait for a statfs of the daemon's own mount.
-const statfsWait = time.Second
 
 // killPoll is how often a request that was interrupted looks again whether
 // its caller is being killed: the kernel interrupts a request once, so a
