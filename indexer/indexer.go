@@ -127,6 +127,16 @@ const batchSize = 1000
 // Only a failure to list (or of the sidecar) is an error; a tape that cannot
 // be read is indexed as invalid.
 func (ix *Indexer) Reconcile(ctx context.Context) (Result, error) {
+	return ix.ReconcileListed(ctx, nil)
+}
+
+// ReconcileListed is Reconcile, calling listed (when not nil) once the
+// listing is in the sidecar, before the new and changed tapes are read and
+// indexed: from then on the sidecar has every object of the store (keys,
+// sizes, times), though not yet every tape's index row. A mount starts
+// serving there, so that the first mount of a large store does not wait for
+// every tape to be read. listed is not called when the listing fails.
+func (ix *Indexer) ReconcileListed(ctx context.Context, listed func(Result)) (Result, error) {
 	ix.reconciling.Lock()
 	defer ix.reconciling.Unlock()
 	start := time.Now()
@@ -226,6 +236,9 @@ func (ix *Indexer) Reconcile(ctx context.Context) (Result, error) {
 	}
 	if err := ix.warnSkipped(ctx, skippedBefore, &res); err != nil {
 		return res, err
+	}
+	if listed != nil {
+		listed(res)
 	}
 	if err := ix.indexStale(ctx, &res); err != nil {
 		return res, err

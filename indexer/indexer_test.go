@@ -966,3 +966,42 @@ func TestReconcileSeesETagChange(t *testing.T) {
 		t.Errorf("MixedETags: the row's ETag became %s, want it kept (\"b-2\")", got)
 	}
 }
+
+// TestReconcileListed: the listed hook of ReconcileListed sees every object
+// of the store in the sidecar and no tape indexed yet; when the call
+// returns, every tape is.
+func TestReconcileListed(t *testing.T) {
+	ctx := context.Background()
+	b := memblob.OpenBucket(nil)
+	for i := range 3 {
+		write(t, b, fmt.Sprintf("t/tape-%d.jsonl", i), v2JSONL(fmt.Sprint(i), "read_file"))
+		write(t, b, fmt.Sprintf("t/tape-%d.meta.json", i), v2Meta(fmt.Sprint(i), "tape", "prod"))
+	}
+	write(t, b, "notes.txt", "not a tape")
+	sc := newSidecar(t, "")
+	ix, _ := newIndexer(t, b, sc)
+	var atListed *meta.Stats
+	res, err := ix.ReconcileListed(ctx, func(r Result) {
+		st, err := sc.Stats(ctx)
+		if err != nil {
+			t.Errorf("Stats at listed: %v", err)
+		}
+		if r.Added != 7 || r.TapesIndexed != 0 {
+			t.Errorf("result at listed: %+v, want 7 added and no tape indexed yet", r)
+		}
+		atListed = &st
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if atListed == nil {
+		t.Fatal("listed was not called")
+	}
+	if atListed.Objects != 7 || atListed.Tapes != 0 {
+		t.Errorf("sidecar at listed: %d objects, %d tapes; want 7 objects, 0 tapes", atListed.Objects, atListed.Tapes)
+	}
+	st, err := sc.Stats(ctx)
+	if err != nil || st.Tapes != 3 || res.TapesIndexed != 3 {
+		t.Errorf("after ReconcileListed: %d tapes in the sidecar, %d indexed (%v); want 3", st.Tapes, res.TapesIndexed, err)
+	}
+}
