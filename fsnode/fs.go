@@ -51,6 +51,12 @@ type Options struct {
 	// without the write bits. The store keeps no modes, so chmod changes
 	// nothing; with default_permissions the kernel checks access by them.
 	FileMode, DirMode uint32
+	// Indexed is closed once the store's tapes are indexed, for a mount
+	// that serves while its first indexing runs (the listing is in the
+	// sidecar, so the tree, stat and reads need nothing more). What comes
+	// from the tape index (the views, xattrs, synthesized companions)
+	// waits for it, so that it is never partial. nil: already indexed.
+	Indexed <-chan struct{}
 }
 
 // Owner is a user and group id.

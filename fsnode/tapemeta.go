@@ -84,6 +84,9 @@ func (n *fileNode) xattrs(ctx context.Context) ([][2]string, syscall.Errno) {
 	if errno != 0 {
 		return nil, errno
 	}
+	if errno := n.fsys.awaitIndex(ctx); errno != 0 {
+		return nil, errno
+	}
 	row, ok, err := n.fsys.sc.GetTape(local(ctx), key)
 	if err != nil {
 		return nil, n.fsys.errno("getxattr", key, err)
@@ -177,11 +180,28 @@ const synthInoBase = 1 << 61
 // tape whose store has none; false when there is no such tape or it has a
 // companion.
 func (f *FS) synthesizedMeta(ctx context.Context, dataKey string) (meta.TapeRow, []byte, bool, error) {
+	if errno := f.awaitIndex(ctx); errno != 0 {
+		return meta.TapeRow{}, nil, false, errno
+	}
 	row, ok, err := f.sc.GetTape(local(ctx), dataKey)
 	if err != nil || !ok || row.Format != tape.FormatV2 || row.Source.Companion.Key != "" {
 		return row, nil, false, err
 	}
 	return row, synthMetaJSON(row), true, nil
+}
+
+// awaitIndex waits until the store's tapes are indexed (Options.Indexed),
+// or the call is interrupted (EINTR).
+func (f *FS) awaitIndex(ctx context.Context) syscall.Errno {
+	if f.opts.Indexed == nil {
+		return 0
+	}
+	select {
+	case <-f.opts.Indexed:
+		return 0
+	case <-ctx.Done():
+		return syscall.EINTR
+	}
 }
 
 // synthMetaJSON writes a Shadowcat v2 .meta.json from the index.

@@ -105,6 +105,9 @@ func (n *viewNode) entries(ctx context.Context) ([]viewEntry, syscall.Errno) {
 			out = append(out, viewEntry{name: string(v), isDir: true, dir: &viewNode{fsys: n.fsys, view: v}})
 		}
 	case n.view != meta.ViewName && !n.hasValue:
+		if errno := n.fsys.awaitIndex(ctx); errno != 0 {
+			return nil, errno
+		}
 		vals, err := n.fsys.sc.ViewValues(local(ctx), n.view)
 		if err != nil {
 			return nil, n.fsys.errno("readdir", ViewsDir+"/"+string(n.view), err)
@@ -120,6 +123,9 @@ func (n *viewNode) entries(ctx context.Context) ([]viewEntry, syscall.Errno) {
 				dir: &viewNode{fsys: n.fsys, view: n.view, value: v, hasValue: true}})
 		}
 	default:
+		if errno := n.fsys.awaitIndex(ctx); errno != 0 {
+			return nil, errno
+		}
 		tapes, err := n.fsys.sc.ViewTapes(local(ctx), n.view, n.value)
 		if err != nil {
 			return nil, n.fsys.errno("readdir", ViewsDir+"/"+string(n.view)+"/"+n.value, err)
