@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"time"
@@ -17,6 +18,9 @@ type mountInfo struct {
 	Socket     string    `json:"socket"`
 	Log        string    `json:"log,omitempty"`
 	Started    time.Time `json:"started"`
+	// Indexing: the mount serves while it still indexes the store's
+	// tapes; queries of its sidecar wait until this is false.
+	Indexing bool `json:"indexing,omitempty"`
 }
 
 func writeMountInfo(mi mountInfo) error {
@@ -24,7 +28,17 @@ func writeMountInfo(mi mountInfo) error {
 		return err
 	}
 	b, _ := json.MarshalIndent(mi, "", "  ")
-	return os.WriteFile(infoPath(mi.Mountpoint), b, 0o600)
+	// Whole or not at all: a reader never sees a half-written info.
+	path := infoPath(mi.Mountpoint)
+	tmp := fmt.Sprintf("%s.%d.tmp", path, os.Getpid())
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
 }
 
 // readMountInfo is the info the mount at mountpoint left, if any.

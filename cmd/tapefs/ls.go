@@ -305,8 +305,10 @@ func openIndex(ctx context.Context, sf StoreFlags, log *slog.Logger) (*meta.Side
 }
 
 // openSidecarReadOnly opens an existing sidecar for queries, migrating it
-// first if its schema is older than this program's.
+// first if its schema is older than this program's, once the mount that
+// serves it (if any) has indexed its tapes.
 func openSidecarReadOnly(path string) (*meta.Sidecar, error) {
+	awaitMountIndex(path, os.Stderr)
 	sc, err := meta.OpenReadOnly(path)
 	if errors.Is(err, meta.ErrOldSchema) {
 		fmt.Fprintf(os.Stderr, "tapefs: upgrading the sidecar %s to this version's schema (once)\n", path)

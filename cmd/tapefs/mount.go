@@ -381,8 +381,11 @@ func (c *MountCmd) serve(log *slog.Logger, rp *readyPipe) error {
 		default:
 		}
 	}
+	// Closed once the tapes are indexed: the mount serves from the end of
+	// the listing on, and what needs the tape index waits for this.
+	indexed := make(chan struct{})
 	tree := fsnode.New(fsnode.Options{
-		Bucket: bucket, Sidecar: sc, Indexer: ix, Staging: staging, Logger: log,
+		Bucket: bucket, Sidecar: sc, Indexer: ix, Staging: staging, Logger: log, Indexed: indexed,
 		ReadOnly: c.ReadOnly, StoreChanged: storeChanged, Owner: c.owner(),
 		FileMode: uint32(c.FileMode), DirMode: uint32(c.DirMode),
 		Read: fsnode.ReadOptions{ChunkSize: c.ChunkSize, MaxAhead: c.ReadAhead, Timeout: c.Timeout, Cache: chunks, IfMatch: !st.tiered()},
@@ -398,15 +401,14 @@ func (c *MountCmd) serve(log *slog.Logger, rp *readyPipe) error {
 	if offline != nil {
 		log.Warn("store unreachable: serving its last listing from the sidecar; reads of data not in the cache fail until it answers, and the refresh (--refresh-interval, tapefs refresh) lists it again",
 			"store", st.Redacted, "objects", offlineObjects, "err", offline)
+		close(indexed)
 	} else {
-		start := time.Now()
-		stopProgress := c.showStartup(rp, &listed, &total)
-		res, err := ix.Reconcile(ctx)
-		stopProgress()
+		stopIndexing, err := c.reconcileFirst(ctx, log, rp, st, ix, indexed, &listed, &total)
 		if err != nil {
-			return fmt.Errorf("cannot list the store %s: %w", st.Redacted, err)
+			return err
 		}
-		log.Info("index reconciled", "store", st.Redacted, "took", time.Since(start).Round(time.Millisecond), "listed", res.Listed, "added", res.Added, "changed", res.Changed, "removed", res.Removed, "tapes_indexed", res.TapesIndexed, "invalid", res.InvalidTapes, "skipped", res.Skipped)
+		// Before the sidecar closes (defers run last first).
+		defer stopIndexing()
 	}
 
 	// From the mount on, SIGINT and SIGTERM mean "upload and unmount":
@@ -426,16 +428,62 @@ func (c *MountCmd) serve(log *slog.Logger, rp *readyPipe) error {
 		return fmt.Errorf("mount on %s does not answer: %w", c.Mountpoint, err)
 	}
 	tree.Serving(c.Mountpoint)
-	d := &daemon{cmd: c, log: log, store: st, tree: tree, ix: ix, sc: sc, bucket: bucket, tier: tr, chunks: chunks, server: server, kick: kick, done: make(chan struct{}), served: make(chan struct{})}
+	d := &daemon{cmd: c, log: log, store: st, tree: tree, ix: ix, sc: sc, bucket: bucket, tier: tr, chunks: chunks, server: server, kick: kick, done: make(chan struct{}), served: make(chan struct{}),
+		indexed: indexed, indexDone: &listed, indexTotal: &total}
 	go func() { server.Wait(); close(d.served) }()
 	if err := d.listen(); err != nil {
 		server.Unmount()
 		return err
 	}
-	defer removeMountInfo(c.Mountpoint)
+	defer d.removeInfo()
 	log.Info("mounted", "mountpoint", c.Mountpoint, "store", st.Redacted, "sidecar", st.Meta)
 	rp.ready(nil)
 	return d.run(sigs)
+}
+
+// reconcileFirst brings the sidecar in line with the store before the mount
+// serves: it returns once the listing is in the sidecar, and the new and
+// changed tapes go on being read and indexed in the background, until
+// indexed is closed. The first mount of a large store thus waits for one
+// listing, not for every tape to be read (about 1,000 a second from S3);
+// the views, xattrs and queries wait for the indexing instead (see
+// fsnode.Options.Indexed and awaitMountIndex). stop cancels the indexing
+// and waits for it to end.
+func (c *MountCmd) reconcileFirst(ctx context.Context, log *slog.Logger, rp *readyPipe, st storeStack,
+	ix *indexer.Indexer, indexed chan struct{}, listed, total *atomic.Int64) (stop func(), err error) {
+	start := time.Now()
+	stopProgress := c.showStartup(rp, listed, total)
+	ctx, cancel := context.WithCancel(ctx)
+	var wasListed atomic.Bool
+	atListing, failed, ended := make(chan indexer.Result, 1), make(chan error, 1), make(chan struct{})
+	go func() {
+		defer close(ended)
+		res, err := ix.ReconcileListed(ctx, func(r indexer.Result) {
+			listed.Store(0) // from here on: tapes read, of tapes to read
+			wasListed.Store(true)
+			atListing <- r
+		})
+		close(indexed)
+		switch {
+		case !wasListed.Load():
+			failed <- err // the mount does not start
+		case err == nil:
+			log.Info("index reconciled", "store", st.Redacted, "took", time.Since(start).Round(time.Millisecond), "listed", res.Listed, "added", res.Added, "changed", res.Changed, "removed", res.Removed, "tapes_indexed", res.TapesIndexed, "invalid", res.InvalidTapes, "skipped", res.Skipped)
+		case ctx.Err() == nil:
+			log.Error("indexing the store's tapes failed; the next refresh goes on with it", "store", st.Redacted, "err", err)
+		}
+	}()
+	select {
+	case res := <-atListing:
+		stopProgress()
+		log.Info("store listed; indexing its tapes in the background", "store", st.Redacted, "took", time.Since(start).Round(time.Millisecond),
+			"listed", res.Listed, "added", res.Added, "changed", res.Changed, "removed", res.Removed)
+		return func() { cancel(); <-ended }, nil
+	case err := <-failed:
+		stopProgress()
+		cancel()
+		return nil, fmt.Errorf("cannot list the store %s: %w", st.Redacted, err)
+	}
 }
 
 // hasData says whether path is a file with something in it.
@@ -490,6 +538,13 @@ type daemon struct {
 	ln     net.Listener
 	kick   <-chan struct{} // a read found an object replaced: refresh now
 
+	// The first indexing, running in the background until indexed is
+	// closed, and how far it got (tapes read, tapes to read).
+	indexed               <-chan struct{}
+	indexDone, indexTotal *atomic.Int64
+	infoMu                sync.Mutex // writes of the mount info
+	infoGone              bool       // removed: not to be written again
+
 	refreshMu   sync.Mutex
 	lastRefresh time.Time
 	lastErr     string
@@ -520,8 +575,52 @@ func (d *daemon) listen() error {
 	mux.HandleFunc("POST /unmount", d.handleUnmount)
 	mux.HandleFunc("POST /refresh", d.handleRefresh)
 	go http.Serve(ln, mux)
+	started := time.Now().UTC()
+	if err := d.writeInfo(started); err != nil {
+		return err
+	}
+	// Queries wait while the info says indexing (awaitMountIndex); it
+	// may have ended since the write above.
+	go func() {
+		select {
+		case <-d.indexed:
+			if err := d.writeInfo(started); err != nil {
+				d.log.Warn("cannot update the mount info", "err", err)
+			}
+		case <-d.done:
+		}
+	}()
+	return nil
+}
+
+// writeInfo leaves the mount's info in the run directory (see mountInfo).
+func (d *daemon) writeInfo(started time.Time) error {
+	d.infoMu.Lock()
+	defer d.infoMu.Unlock()
+	if d.infoGone {
+		return nil
+	}
 	return writeMountInfo(mountInfo{Mountpoint: d.cmd.Mountpoint, PID: os.Getpid(), Backend: d.store.Redacted,
-		Meta: d.store.Meta, Socket: sock, Log: os.Getenv("TAPEFS_LOG_FILE"), Started: time.Now().UTC()})
+		Meta: d.store.Meta, Socket: socketPath(d.cmd.Mountpoint), Log: os.Getenv("TAPEFS_LOG_FILE"), Started: started,
+		Indexing: d.indexing()})
+}
+
+// removeInfo removes the mount's info and control socket, for good.
+func (d *daemon) removeInfo() {
+	d.infoMu.Lock()
+	defer d.infoMu.Unlock()
+	d.infoGone = true
+	removeMountInfo(d.cmd.Mountpoint)
+}
+
+// indexing says whether the first indexing of the store is still running.
+func (d *daemon) indexing() bool {
+	select {
+	case <-d.indexed:
+		return false
+	default:
+		return true
+	}
 }
 
 // run waits for a signal on sigs, an unmount request or an outside umount.
@@ -564,12 +663,20 @@ func (d *daemon) run(sigs <-chan os.Signal) error {
 			d.ln.Close()
 			return nil
 		case <-tick:
-			d.refresh()
+			// A refresh would wait for the first indexing to end, and
+			// the signals with it; that indexing reads the store anyway.
+			if !d.indexing() {
+				d.refresh()
+			}
 		case <-d.kick:
 			if kicked == nil {
 				kicked = time.After(time.Until(lastKicked.Add(time.Second)))
 			}
 		case <-kicked:
+			if d.indexing() {
+				kicked = time.After(time.Second) // once it has ended
+				continue
+			}
 			kicked, lastKicked = nil, time.Now()
 			d.refresh()
 		case <-retry.C:
@@ -740,6 +847,9 @@ func (d *daemon) handleStatus(w http.ResponseWriter, r *http.Request) {
 		mountInfo: mountInfo{Mountpoint: d.cmd.Mountpoint, PID: os.Getpid(), Backend: d.store.Redacted, Meta: d.store.Meta,
 			Socket: socketPath(d.cmd.Mountpoint), Log: os.Getenv("TAPEFS_LOG_FILE")},
 		Store: d.tree.Stats().Snapshot(), Pending: d.tree.Pending(), Index: st, LastRefresh: lr, RefreshErr: le,
+	}
+	if d.indexing() {
+		rep.Indexing = &indexProgress{Read: d.indexDone.Load(), Total: d.indexTotal.Load()}
 	}
 	if rep.Pending == nil {
 		rep.Pending = []fsnode.PendingUpload{}

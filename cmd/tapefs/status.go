@@ -47,6 +47,9 @@ func (c *StatusCmd) Run(g *Globals, log *slog.Logger) error {
 		}
 		fmt.Printf("%s\n  store:    %s\n  sidecar:  %s\n  pid:      %d\n", rep.Mountpoint, rep.Backend, rep.Meta, rep.PID)
 		fmt.Printf("  index:    %d objects, %d tapes (%d invalid), %d keys skipped\n", rep.Index.Objects, rep.Index.Tapes, rep.Index.InvalidTapes, rep.Index.Skipped)
+		if ix := rep.Indexing; ix != nil {
+			fmt.Printf("  indexing: %d of %d tapes read (views, xattrs and queries wait for it)\n", ix.Read, ix.Total)
+		}
 		fmt.Printf("  reads:    %d requests, %d bytes from the store\n", rep.Store.StoreReads, rep.Store.StoreReadBytes)
 		fmt.Printf("  uploads:  %d (%d bytes), %d failed attempts\n", rep.Store.Uploads, rep.Store.UploadBytes, rep.Store.UploadErrors)
 		if c := rep.Cache; c != nil {
@@ -127,7 +130,14 @@ type statusReport struct {
 	LastRefresh time.Time              `json:"last_refresh,omitempty"`
 	RefreshErr  string                 `json:"last_refresh_error,omitempty"`
 	Profiles    []profileStatus        `json:"profiles,omitempty"`
-	Cache       *cache.Stats           `json:"cache,omitempty"` // nil: no read cache
+	Cache       *cache.Stats           `json:"cache,omitempty"`    // nil: no read cache
+	Indexing    *indexProgress         `json:"indexing,omitempty"` // nil: the tapes are indexed
+}
+
+// indexProgress is how far the first indexing of a mount's store got.
+type indexProgress struct {
+	Read  int64 `json:"tapes_read"`
+	Total int64 `json:"tapes_to_read"` // 0 while the count is not known yet
 }
 
 // profileStatus is one store of a tier, as tapefs status shows it.
