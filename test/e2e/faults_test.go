@@ -40,6 +40,9 @@ type s3Fault struct {
 	// gives up on it), then passes it on: a slow server. The proxy's log
 	// has the request from when it arrived.
 	Delay time.Duration
+	// Hold: the proxy holds the request until Hold is closed (or the
+	// client gives up on it), then passes it on.
+	Hold <-chan struct{}
 }
 
 // cutWriter passes on the first n bytes of a body and fails after them.
@@ -110,10 +113,16 @@ func startFaultProxy(t *testing.T, srv *S3Server) *faultProxy {
 	rp.FlushInterval = -1 // stream bodies as they come
 	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f := p.decide(r)
-		if f != nil && f.Delay > 0 {
+		if f != nil && (f.Delay > 0 || f.Hold != nil) {
 			p.record(r, 0, true) // when it arrived: it is held from now
+			var after <-chan time.Time
+			if f.Delay > 0 {
+				after = time.After(f.Delay)
+			}
 			select {
-			case <-time.After(f.Delay):
+			case <-after:
+				rp.ServeHTTP(w, r)
+			case <-f.Hold:
 				rp.ServeHTTP(w, r)
 			case <-r.Context().Done():
 			}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -211,12 +212,20 @@ type Mount struct {
 type mountConfig struct {
 	dir   string   // mount here instead of a fresh directory
 	extra []string // more flags for `tapefs mount`
+	// indexing: return as soon as the mount serves, while it may still be
+	// indexing the store's tapes in the background; by default mount
+	// waits for that indexing too, so that a test's counters of store
+	// requests see only what the test itself causes.
+	indexing bool
 }
 
 type mountOption func(*mountConfig)
 
 // at mounts on the given (existing) directory, e.g. to remount in place.
 func at(dir string) mountOption { return func(c *mountConfig) { c.dir = dir } }
+
+// whileIndexing returns from mount while the first indexing may still run.
+func whileIndexing() mountOption { return func(c *mountConfig) { c.indexing = true } }
 
 // withArgs passes more flags to `tapefs mount`.
 func withArgs(args ...string) mountOption {
@@ -296,7 +305,44 @@ func mount(t *testing.T, st Store, opts ...mountOption) *Mount {
 		}
 		m.cleanup(t)
 	})
+	if !cfg.indexing {
+		m.awaitIndexed(t)
+	}
 	return m
+}
+
+// awaitIndexed waits until the mount's first indexing of the store's tapes
+// has ended: `tapefs status --json` shows an "indexing" object until then.
+func (m *Mount) awaitIndexed(t *testing.T) {
+	t.Helper()
+	for deadline := time.Now().Add(cmdTimeout); ; time.Sleep(50 * time.Millisecond) {
+		doc := m.status(t)
+		if _, ok := doc["indexing"]; !ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still indexing after %s: %v\n%s", m.Dir, cmdTimeout, doc["indexing"], m.logs())
+		}
+	}
+}
+
+// status is the document of `tapefs status --json` for this mount.
+func (m *Mount) status(t *testing.T) map[string]any {
+	t.Helper()
+	r := tapefs(t, m.Store, "status", "--json")
+	if r.Code != 0 {
+		t.Fatalf("tapefs status --json failed:\n%s", r)
+	}
+	dec := json.NewDecoder(strings.NewReader(r.Stdout))
+	for {
+		var doc map[string]any
+		if err := dec.Decode(&doc); err != nil {
+			t.Fatalf("no document for %s in tapefs status --json (%v):\n%s", m.Dir, err, r)
+		}
+		if doc["mountpoint"] == m.Dir {
+			return doc
+		}
+	}
 }
 
 // Path is the path of key inside the mount.
