@@ -368,9 +368,9 @@ func (c *MountCmd) serve(log *slog.Logger, rp *readyPipe) error {
 	// The first listing and indexing can take minutes on a large store: the
 	// command that waits for the mount shows how they advance (on stderr,
 	// or relayed by the parent of a --daemon mount).
-	var listed, total atomic.Int64
+	first := newFirstIndex()
 	ix := indexer.New(bucket, sc, indexer.Options{Workers: c.IndexWorkers, Logger: log, MixedETags: st.tiered(),
-		Progress: func(d, t int) { listed.Store(int64(d)); total.Store(int64(t)) }})
+		Progress: func(d, t int) { first.done.Store(int64(d)); first.total.Store(int64(t)) }})
 	// A read that finds its object replaced in the store asks for a
 	// refresh; the daemon's loop runs it, at most one a second, and
 	// requests made meanwhile are one.
@@ -381,11 +381,8 @@ func (c *MountCmd) serve(log *slog.Logger, rp *readyPipe) error {
 		default:
 		}
 	}
-	// Closed once the tapes are indexed: the mount serves from the end of
-	// the listing on, and what needs the tape index waits for this.
-	indexed := make(chan struct{})
 	tree := fsnode.New(fsnode.Options{
-		Bucket: bucket, Sidecar: sc, Indexer: ix, Staging: staging, Logger: log, Indexed: indexed,
+		Bucket: bucket, Sidecar: sc, Indexer: ix, Staging: staging, Logger: log, Indexed: first.indexed,
 		ReadOnly: c.ReadOnly, StoreChanged: storeChanged, Owner: c.owner(),
 		FileMode: uint32(c.FileMode), DirMode: uint32(c.DirMode),
 		Read: fsnode.ReadOptions{ChunkSize: c.ChunkSize, MaxAhead: c.ReadAhead, Timeout: c.Timeout, Cache: chunks, IfMatch: !st.tiered()},
@@ -401,9 +398,9 @@ func (c *MountCmd) serve(log *slog.Logger, rp *readyPipe) error {
 	if offline != nil {
 		log.Warn("store unreachable: serving its last listing from the sidecar; reads of data not in the cache fail until it answers, and the refresh (--refresh-interval, tapefs refresh) lists it again",
 			"store", st.Redacted, "objects", offlineObjects, "err", offline)
-		close(indexed)
+		close(first.indexed)
 	} else {
-		stopIndexing, err := c.reconcileFirst(ctx, log, rp, st, ix, indexed, &listed, &total)
+		stopIndexing, err := c.reconcileFirst(ctx, log, rp, st, ix, first)
 		if err != nil {
 			return err
 		}
@@ -429,7 +426,7 @@ func (c *MountCmd) serve(log *slog.Logger, rp *readyPipe) error {
 	}
 	tree.Serving(c.Mountpoint)
 	d := &daemon{cmd: c, log: log, store: st, tree: tree, ix: ix, sc: sc, bucket: bucket, tier: tr, chunks: chunks, server: server, kick: kick, done: make(chan struct{}), served: make(chan struct{}),
-		indexed: indexed, indexDone: &listed, indexTotal: &total}
+		first: first}
 	go func() { server.Wait(); close(d.served) }()
 	if err := d.listen(); err != nil {
 		server.Unmount()
@@ -450,41 +447,72 @@ func (c *MountCmd) serve(log *slog.Logger, rp *readyPipe) error {
 // fsnode.Options.Indexed and awaitMountIndex). stop cancels the indexing
 // and waits for it to end.
 func (c *MountCmd) reconcileFirst(ctx context.Context, log *slog.Logger, rp *readyPipe, st storeStack,
-	ix *indexer.Indexer, indexed chan struct{}, listed, total *atomic.Int64) (stop func(), err error) {
+	ix *indexer.Indexer, first *firstIndex) (stop func(), err error) {
 	start := time.Now()
-	stopProgress := c.showStartup(rp, listed, total)
+	stopProgress := c.showStartup(rp, &first.done, &first.total)
 	ctx, cancel := context.WithCancel(ctx)
 	var wasListed atomic.Bool
 	atListing, failed, ended := make(chan indexer.Result, 1), make(chan error, 1), make(chan struct{})
 	go func() {
 		defer close(ended)
 		res, err := ix.ReconcileListed(ctx, func(r indexer.Result) {
-			listed.Store(0) // from here on: tapes read, of tapes to read
+			// From here on: tapes read, of tapes to read.
+			first.done.Store(0)
+			first.total.Store(0)
 			wasListed.Store(true)
 			atListing <- r
 		})
-		close(indexed)
 		switch {
 		case !wasListed.Load():
+			close(first.indexed)
 			failed <- err // the mount does not start
+			return
 		case err == nil:
 			log.Info("index reconciled", "store", st.Redacted, "took", time.Since(start).Round(time.Millisecond), "listed", res.Listed, "added", res.Added, "changed", res.Changed, "removed", res.Removed, "tapes_indexed", res.TapesIndexed, "invalid", res.InvalidTapes, "skipped", res.Skipped)
 		case ctx.Err() == nil:
-			log.Error("indexing the store's tapes failed; the next refresh goes on with it", "store", st.Redacted, "err", err)
+			// The views and queries then answer from the tapes indexed
+			// so far; tapefs status shows the failure until a refresh
+			// (which indexes what is missing) succeeds.
+			first.failed.Store(ptr(err.Error()))
+			log.Error("indexing the store's tapes failed; tapefs refresh (or the next periodic one) indexes the rest", "store", st.Redacted, "err", err)
 		}
+		close(first.indexed)
 	}()
 	select {
 	case res := <-atListing:
 		stopProgress()
 		log.Info("store listed; indexing its tapes in the background", "store", st.Redacted, "took", time.Since(start).Round(time.Millisecond),
 			"listed", res.Listed, "added", res.Added, "changed", res.Changed, "removed", res.Removed)
-		return func() { cancel(); <-ended }, nil
+		return func() { first.ending.Store(true); cancel(); <-ended }, nil
 	case err := <-failed:
 		stopProgress()
 		cancel()
 		return nil, fmt.Errorf("cannot list the store %s: %w", st.Redacted, err)
 	}
 }
+
+// firstIndex is the first indexing of a mount's store: running in the
+// background from the end of the listing until indexed is closed.
+type firstIndex struct {
+	indexed     chan struct{}
+	done, total atomic.Int64           // tapes read, of tapes to read (while listing: keys listed, 0)
+	failed      atomic.Pointer[string] // why it ended before every tape was indexed
+	ending      atomic.Bool            // the mount is ending: cancelled, not done
+}
+
+func newFirstIndex() *firstIndex { return &firstIndex{indexed: make(chan struct{})} }
+
+// running says whether the indexing is still going on.
+func (f *firstIndex) running() bool {
+	select {
+	case <-f.indexed:
+		return false
+	default:
+		return true
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
 
 // hasData says whether path is a file with something in it.
 func hasData(path string) bool {
@@ -538,14 +566,12 @@ type daemon struct {
 	ln     net.Listener
 	kick   <-chan struct{} // a read found an object replaced: refresh now
 
-	// The first indexing, running in the background until indexed is
-	// closed, and how far it got (tapes read, tapes to read).
-	indexed               <-chan struct{}
-	indexDone, indexTotal *atomic.Int64
-	infoMu                sync.Mutex // writes of the mount info
-	infoGone              bool       // removed: not to be written again
+	first    *firstIndex
+	infoMu   sync.Mutex // writes of the mount info
+	infoGone bool       // removed: not to be written again
 
-	refreshMu   sync.Mutex
+	refreshMu   sync.Mutex // one refresh at a time
+	stateMu     sync.Mutex // what the last one did, for status (which does not wait for a refresh)
 	lastRefresh time.Time
 	lastErr     string
 
@@ -579,15 +605,26 @@ func (d *daemon) listen() error {
 	if err := d.writeInfo(started); err != nil {
 		return err
 	}
-	// Queries wait while the info says indexing (awaitMountIndex); it
-	// may have ended since the write above.
+	// Queries wait while the info says indexing (awaitMountIndex), so it
+	// must come to say otherwise: the indexing may have ended since the
+	// write above, and a failed write is tried again.
 	go func() {
 		select {
-		case <-d.indexed:
-			if err := d.writeInfo(started); err != nil {
-				d.log.Warn("cannot update the mount info", "err", err)
-			}
+		case <-d.first.indexed:
 		case <-d.done:
+			return
+		}
+		for {
+			err := d.writeInfo(started)
+			if err == nil {
+				return
+			}
+			d.log.Warn("cannot update the mount info; trying again", "path", infoPath(d.cmd.Mountpoint), "err", err)
+			select {
+			case <-time.After(time.Second):
+			case <-d.done:
+				return
+			}
 		}
 	}()
 	return nil
@@ -602,7 +639,7 @@ func (d *daemon) writeInfo(started time.Time) error {
 	}
 	return writeMountInfo(mountInfo{Mountpoint: d.cmd.Mountpoint, PID: os.Getpid(), Backend: d.store.Redacted,
 		Meta: d.store.Meta, Socket: socketPath(d.cmd.Mountpoint), Log: os.Getenv("TAPEFS_LOG_FILE"), Started: started,
-		Indexing: d.indexing()})
+		Indexing: d.first.running()})
 }
 
 // removeInfo removes the mount's info and control socket, for good.
@@ -611,16 +648,6 @@ func (d *daemon) removeInfo() {
 	defer d.infoMu.Unlock()
 	d.infoGone = true
 	removeMountInfo(d.cmd.Mountpoint)
-}
-
-// indexing says whether the first indexing of the store is still running.
-func (d *daemon) indexing() bool {
-	select {
-	case <-d.indexed:
-		return false
-	default:
-		return true
-	}
 }
 
 // run waits for a signal on sigs, an unmount request or an outside umount.
@@ -665,7 +692,7 @@ func (d *daemon) run(sigs <-chan os.Signal) error {
 		case <-tick:
 			// A refresh would wait for the first indexing to end, and
 			// the signals with it; that indexing reads the store anyway.
-			if !d.indexing() {
+			if !d.first.running() {
 				d.refresh()
 			}
 		case <-d.kick:
@@ -673,7 +700,7 @@ func (d *daemon) run(sigs <-chan os.Signal) error {
 				kicked = time.After(time.Until(lastKicked.Add(time.Second)))
 			}
 		case <-kicked:
-			if d.indexing() {
+			if d.first.running() {
 				kicked = time.After(time.Second) // once it has ended
 				continue
 			}
@@ -723,7 +750,7 @@ func (d *daemon) serveDetached(waited <-chan struct{}, sigs <-chan os.Signal) {
 		}
 		return
 	}
-	removeMountInfo(d.cmd.Mountpoint)
+	d.removeInfo()
 	select {
 	case <-waited:
 	default:
@@ -820,16 +847,21 @@ func (d *daemon) refresh() (indexer.Result, error) {
 	d.refreshMu.Lock()
 	defer d.refreshMu.Unlock()
 	res, err := d.ix.Reconcile(context.Background())
-	d.lastRefresh = time.Now().UTC()
 	if !d.store.tiered() {
 		err = backend.Explain(d.store.URL, err)
 	}
+	d.stateMu.Lock()
+	d.lastRefresh, d.lastErr = time.Now().UTC(), ""
 	if err != nil {
 		d.lastErr = err.Error()
+	} else {
+		d.first.failed.Store(nil) // what it left out is indexed now
+	}
+	d.stateMu.Unlock()
+	if err != nil {
 		d.log.Warn("refresh failed", "store", d.store.Redacted, "err", err)
 		return res, err
 	}
-	d.lastErr = ""
 	keys := make([]string, 0, len(res.Changes))
 	for _, ch := range res.Changes {
 		keys = append(keys, ch.Key)
@@ -840,16 +872,19 @@ func (d *daemon) refresh() (indexer.Result, error) {
 
 func (d *daemon) handleStatus(w http.ResponseWriter, r *http.Request) {
 	st, _ := d.sc.Stats(r.Context())
-	d.refreshMu.Lock()
+	d.stateMu.Lock()
 	lr, le := d.lastRefresh, d.lastErr
-	d.refreshMu.Unlock()
+	d.stateMu.Unlock()
 	rep := statusReport{
 		mountInfo: mountInfo{Mountpoint: d.cmd.Mountpoint, PID: os.Getpid(), Backend: d.store.Redacted, Meta: d.store.Meta,
 			Socket: socketPath(d.cmd.Mountpoint), Log: os.Getenv("TAPEFS_LOG_FILE")},
 		Store: d.tree.Stats().Snapshot(), Pending: d.tree.Pending(), Index: st, LastRefresh: lr, RefreshErr: le,
 	}
-	if d.indexing() {
-		rep.Indexing = &indexProgress{Read: d.indexDone.Load(), Total: d.indexTotal.Load()}
+	if d.first.running() {
+		rep.Indexing = &indexProgress{Read: d.first.done.Load(), Total: d.first.total.Load()}
+	}
+	if f := d.first.failed.Load(); f != nil {
+		rep.IndexErr = *f
 	}
 	if rep.Pending == nil {
 		rep.Pending = []fsnode.PendingUpload{}
@@ -902,6 +937,17 @@ type unmountAnswer struct {
 }
 
 func (d *daemon) handleRefresh(w http.ResponseWriter, r *http.Request) {
+	// A refresh waits for the first indexing, which lists and indexes the
+	// store anyway; the unmount that ends that indexing ends this too.
+	select {
+	case <-d.first.indexed:
+	case <-r.Context().Done():
+		return
+	}
+	if d.isStopping() || d.first.ending.Load() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "the mount is being unmounted"})
+		return
+	}
 	res, err := d.refresh()
 	if err != nil {
 		writeJSON(w, http.StatusBadGateway, map[string]string{"error": err.Error()})

@@ -50,6 +50,9 @@ func (c *StatusCmd) Run(g *Globals, log *slog.Logger) error {
 		if ix := rep.Indexing; ix != nil {
 			fmt.Printf("  indexing: %d of %d tapes read (views, xattrs and queries wait for it)\n", ix.Read, ix.Total)
 		}
+		if rep.IndexErr != "" {
+			fmt.Printf("  indexing failed: %s (tapefs refresh %s indexes the rest)\n", rep.IndexErr, rep.Mountpoint)
+		}
 		fmt.Printf("  reads:    %d requests, %d bytes from the store\n", rep.Store.StoreReads, rep.Store.StoreReadBytes)
 		fmt.Printf("  uploads:  %d (%d bytes), %d failed attempts\n", rep.Store.Uploads, rep.Store.UploadBytes, rep.Store.UploadErrors)
 		if c := rep.Cache; c != nil {
@@ -132,6 +135,9 @@ type statusReport struct {
 	Profiles    []profileStatus        `json:"profiles,omitempty"`
 	Cache       *cache.Stats           `json:"cache,omitempty"`    // nil: no read cache
 	Indexing    *indexProgress         `json:"indexing,omitempty"` // nil: the tapes are indexed
+	// IndexErr: the first indexing failed before every tape was indexed;
+	// cleared by the next refresh that succeeds.
+	IndexErr string `json:"index_error,omitempty"`
 }
 
 // indexProgress is how far the first indexing of a mount's store got.
