@@ -84,10 +84,7 @@ func (n *fileNode) xattrs(ctx context.Context) ([][2]string, syscall.Errno) {
 	if errno != 0 {
 		return nil, errno
 	}
-	if errno := n.fsys.awaitIndex(ctx); errno != 0 {
-		return nil, errno
-	}
-	row, ok, err := n.fsys.sc.GetTape(local(ctx), key)
+	row, ok, err := n.fsys.tapeRow(ctx, key)
 	if err != nil {
 		return nil, n.fsys.errno("getxattr", key, err)
 	}
@@ -180,14 +177,31 @@ const synthInoBase = 1 << 61
 // tape whose store has none; false when there is no such tape or it has a
 // companion.
 func (f *FS) synthesizedMeta(ctx context.Context, dataKey string) (meta.TapeRow, []byte, bool, error) {
-	if errno := f.awaitIndex(ctx); errno != 0 {
-		return meta.TapeRow{}, nil, false, errno
-	}
-	row, ok, err := f.sc.GetTape(local(ctx), dataKey)
+	row, ok, err := f.tapeRow(ctx, dataKey)
 	if err != nil || !ok || row.Format != tape.FormatV2 || row.Source.Companion.Key != "" {
 		return row, nil, false, err
 	}
 	return row, synthMetaJSON(row), true, nil
+}
+
+// tapeRow is the index row of the tape at key. While the first indexing
+// runs (Options.Indexed), a tape with no row yet is waited for; a file that
+// cannot be a tape is not, so that cp -a or rsync -X, which list every
+// file's xattrs, do not wait for the indexing.
+func (f *FS) tapeRow(ctx context.Context, key string) (meta.TapeRow, bool, error) {
+	row, ok, err := f.sc.GetTape(local(ctx), key)
+	if err != nil || ok || tape.Classify(key) == tape.KindOther || f.opts.Indexed == nil {
+		return row, ok, err
+	}
+	select {
+	case <-f.opts.Indexed:
+		return row, ok, err // it had ended: the answer stands
+	default:
+	}
+	if errno := f.awaitIndex(ctx); errno != 0 {
+		return row, false, errno
+	}
+	return f.sc.GetTape(local(ctx), key)
 }
 
 // awaitIndex waits until the store's tapes are indexed (Options.Indexed),
