@@ -19,7 +19,9 @@ import (
 // (ls -l, stat) and the data (cat) work; `tapefs status` shows the
 // indexing; what comes from the tape index (a view directory, a tape's
 // xattrs, `tapefs ls`) waits for it and then has every tape, never the
-// ones read so far.
+// ones read so far. The xattrs of a file that is no tape, `tapefs status`
+// and a `tapefs refresh` waiting for the indexing do not hold each other
+// up.
 func TestFirstMountServesWhileIndexing(t *testing.T) {
 	st := newProxiedStore(t)
 	files := map[string][]byte{}
@@ -31,6 +33,7 @@ func TestFirstMountServesWhileIndexing(t *testing.T) {
 		files[strings.TrimSuffix(key, ".jsonl")+".meta.json"] = g.Meta
 		names = append(names, filepath.Base(key))
 	}
+	files["first/notes.txt"] = []byte("not a tape\n")
 	st.Seed(t, files)
 	const heldKey = "first/t3.jsonl"
 	release := make(chan struct{})
@@ -89,6 +92,32 @@ func TestFirstMountServesWhileIndexing(t *testing.T) {
 	go func() { xattr <- try(t, "getfattr", "--only-values", "-n", "user.tape.key", m.Path(heldKey)) }()
 	query := make(chan Result, 1)
 	go func() { query <- tapefs(t, st, lsArgs(st)...) }()
+	refresh := make(chan Result, 1)
+	go func() { refresh <- tapefs(t, st, "refresh", m.Dir) }()
+
+	// These answer while the indexing is held (a guard, not a measure:
+	// they would wait for as long as it is held).
+	plain := make(chan Result, 1)
+	go func() { plain <- try(t, "getfattr", "-d", m.Path("first/notes.txt")) }()
+	status := make(chan Result, 1)
+	go func() {
+		time.Sleep(200 * time.Millisecond) // the refresh above is waiting by now
+		status <- tapefs(t, st, "status")
+	}()
+	for _, c := range []struct {
+		what, want string
+		ch         chan Result
+	}{{"getfattr -d of a file that is no tape", "", plain}, {"tapefs status beside a waiting refresh", "indexing:", status}} {
+		select {
+		case r := <-c.ch:
+			if r.Code != 0 || !strings.Contains(r.Stdout, c.want) {
+				t.Errorf("%s while indexing: want exit 0 and %q:\n%s", c.what, c.want, r)
+			}
+		case <-time.After(20 * time.Second): // under the mount's --timeout (30 s), which ends the hold
+			let()
+			t.Fatalf("%s waited for the indexing", c.what)
+		}
+	}
 
 	// They cannot have answered from a complete index yet: the held tape
 	// is not read. Give them time to answer wrongly, then let it go.
@@ -100,6 +129,8 @@ func TestFirstMountServesWhileIndexing(t *testing.T) {
 		t.Fatalf("getfattr of %s answered before the indexing ended:\n%s", heldKey, r)
 	case r := <-query:
 		t.Fatalf("tapefs ls answered before the indexing ended:\n%s", r)
+	case r := <-refresh:
+		t.Fatalf("tapefs refresh answered before the indexing ended:\n%s", r)
 	default:
 	}
 	let()
@@ -120,6 +151,9 @@ func TestFirstMountServesWhileIndexing(t *testing.T) {
 	recs, err := parseLsJSON(r.Stdout)
 	if err != nil || len(recs) != len(names) {
 		t.Errorf("tapefs ls during the indexing lists %d tapes (%v), want %d:\n%s", len(recs), err, len(names), r)
+	}
+	if r := <-refresh; r.Code != 0 {
+		t.Errorf("tapefs refresh during the indexing:\n%s", r)
 	}
 	m.awaitIndexed(t)
 }
