@@ -6,6 +6,8 @@
 #   bench/bench.sh                 # 2,000 tapes + a 200 MiB tape (defaults)
 #   TAPES=500 LARGE=64MiB bench/bench.sh
 #   BENCH_KEEPALIVE=0 bench/bench.sh   # server closes connections (see below)
+#   BENCH_SERVER_CPUS=1 BENCH_CLIENT_CPUS=0 bench/bench.sh
+#                                  # the S3 server on its own CPUs (see below)
 #
 # Needs: root and /dev/fuse. It installs what a fresh machine lacks: rclone
 # and fuse3 (rclone mount needs fusermount) from Debian, and versitygw.
@@ -68,8 +70,18 @@ LARGE_NAME=${LARGE_KEY##*/}
 # BENCH_KEEPALIVE=0 for that default.
 VGW_FLAGS=()
 [ "${BENCH_KEEPALIVE:-1}" = 0 ] || VGW_FLAGS=(--keep-alive)
+# BENCH_SERVER_CPUS and BENCH_CLIENT_CPUS (taskset lists, e.g. 1 and 0) run
+# the S3 server on CPUs of its own and everything else (mounts, commands)
+# on the others: what a client of a server on another machine sees, where
+# by default the server takes its CPU time from the mounts' (on a 2-core
+# machine, an upload to versitygw keeps both cores busy).
+PIN=()
+if [ -n "${BENCH_SERVER_CPUS:-}" ]; then
+  taskset -pc "${BENCH_CLIENT_CPUS:?BENCH_SERVER_CPUS needs BENCH_CLIENT_CPUS}" $$ >/dev/null
+  PIN=(taskset -c "$BENCH_SERVER_CPUS")
+fi
 ROOT_ACCESS_KEY=$AWS_ACCESS_KEY_ID ROOT_SECRET_KEY=$AWS_SECRET_ACCESS_KEY \
-  "$VGW" --port "127.0.0.1:$PORT" "${VGW_FLAGS[@]}" posix "$WORK/s3root" >"$WORK/versitygw.log" 2>&1 &
+  "${PIN[@]}" "$VGW" --port "127.0.0.1:$PORT" "${VGW_FLAGS[@]}" posix "$WORK/s3root" >"$WORK/versitygw.log" 2>&1 &
 VGW_PID=$!
 for _ in $(seq 100); do (echo >"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
 
@@ -191,6 +203,7 @@ size_mib=$(( $(stat -c %s "$WORK/local/$LARGE_KEY") / 1048576 ))
 printf '\n%d tapes (%d objects, %s), large tape %d MiB, S3 server versitygw on loopback %s\n' \
   "$TAPES" "$(find "$WORK/local" -type f | wc -l)" "$(du -sh "$WORK/local" | cut -f1)" "$size_mib" "${VGW_FLAGS[*]:-(connections closed after each request)}"
 printf 'cold rows: one run each; warm rows: median of %d runs; copy rows: median of %d copies\n' "$WARM" "$COPIES"
+[ -z "${BENCH_SERVER_CPUS:-}" ] || printf 'the S3 server on CPUs %s, the mounts and commands on CPUs %s\n' "$BENCH_SERVER_CPUS" "$BENCH_CLIENT_CPUS"
 printf '%-22s %10s %10s %10s %14s %14s\n' "operation" "local s" "tapefs s" "rclone s" "rclone/tapefs" "tapefs/local"
 for op in mount remount ls_cold ls_warm grep_cold grep_warm read_cold read_warm copy_in copy_in_stored; do
   l=${R[local,$op]}; a=${R[tapefs,$op]}; b=${R[rclone,$op]}

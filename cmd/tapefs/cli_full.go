@@ -6,7 +6,7 @@ package main
 type CLI struct {
 	Globals
 
-	Mount   MountCmd   `cmd:"" help:"Mount a tape store on a directory."`
+	Mount   MountCmd   `cmd:"" help:"Mount a tape store on a directory. It serves once the store is listed; new and changed tapes are then indexed in the background (tapefs status shows how far), and the views and queries wait for that."`
 	Unmount UnmountCmd `cmd:"" help:"Upload pending writes and unmount (also cleans up a mount whose daemon died)."`
 	QueryCommands
 	Status  StatusCmd  `cmd:"" help:"Show running mounts, pending uploads and store counters."`
