@@ -324,6 +324,7 @@ func countFor(reqs []proxied, method, path string) (all, injected int) {
 // streamed multipart one) all succeed with the right bytes, and the proxy
 // shows the faults were met and retried.
 func TestRemoteTransientErrorsRetried(t *testing.T) {
+	t.Parallel() // it mostly waits out its own server's timeouts
 	st := newProxiedStore(t)
 	tapes := map[string]genTape{}
 	files := map[string][]byte{}
@@ -448,6 +449,7 @@ func TestRemoteTransientErrorsRetried(t *testing.T) {
 // which goes up once the server accepts again. A new mount is
 // refused at once with a message naming the bucket and the cause.
 func TestRemotePermanentErrorsFailAtOnce(t *testing.T) {
+	t.Parallel() // it mostly waits out its own server's timeouts
 	st := newProxiedStore(t)
 	g := newTape(740, 40)
 	m := mountFiles(t, st, map[string][]byte{"deny/t.jsonl": g.Data})

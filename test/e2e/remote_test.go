@@ -109,6 +109,7 @@ func pendingKeys(t *testing.T, m *Mount) []string {
 // goes in mount B within a few refresh intervals; and `tapefs refresh` on a
 // mount that would not list the store for a minute shows a change at once.
 func TestRemoteTwoMounts(t *testing.T) {
+	t.Parallel() // it mostly waits out its own server's timeouts
 	const interval = 2 * time.Second
 	const within = 4*interval + 2*time.Second // a few intervals, plus a reconcile
 	stA, stB := newS3Pair(t)
@@ -299,6 +300,7 @@ func TestRemoteServerDownRead(t *testing.T) {
 // the same mount reads it, with no remount. A mount of the same store with
 // a sidecar that never listed it still fails, naming the cause.
 func TestRemoteMountWhileServerDown(t *testing.T) {
+	t.Parallel() // it mostly waits out its own server's timeouts
 	st, fresh := newS3Pair(t)
 	read, unread := newTape(51, 30), newTape(52, 30)
 	files := map[string][]byte{"dir/read.jsonl": read.Data, "dir/unread.jsonl": unread.Data}
@@ -350,6 +352,7 @@ func TestRemoteMountWhileServerDown(t *testing.T) {
 // it is stopped and left staged when the daemon unmounts (which must not
 // hang) is uploaded by the next mount.
 func TestRemoteServerDownWrite(t *testing.T) {
+	t.Parallel() // it mostly waits out its own server's timeouts
 	st := newS3Store(t).(*s3Store)
 	bucket := st.Bucket()
 	m := mountFiles(t, st, map[string][]byte{"keep.txt": []byte("keep\n")})
@@ -420,6 +423,7 @@ func TestRemoteServerDownWrite(t *testing.T) {
 // its upload failed stays removed, or renamed: a later retry does not
 // bring the old name back.
 func TestRemoteFailedUploadKeptVisible(t *testing.T) {
+	t.Parallel() // it mostly waits out its own server's timeouts
 	st := newS3Store(t).(*s3Store)
 	bucket := st.Bucket()
 	m := mountFiles(t, st, map[string][]byte{"keep.txt": []byte("keep\n"), "gone.txt": []byte("gone\n"), "mv1.txt": []byte("old\n")})
@@ -488,6 +492,7 @@ func TestRemoteFailedUploadKeptVisible(t *testing.T) {
 // out the 10-minute upload bound; ls and cached tapes keep working; and
 // once the server goes on, the kept upload lands and reads work again.
 func TestRemoteServerHung(t *testing.T) {
+	t.Parallel() // it mostly waits out its own server's timeouts
 	st := newS3Store(t).(*s3Store)
 	bucket := st.Bucket()
 	read, unread, copied := newTape(51, 40), newTape(52, 40), newTape(53, 8)

@@ -114,6 +114,7 @@ func TestStreamedUpload(t *testing.T) {
 }
 
 func TestStreamedUploadServerDown(t *testing.T) {
+	t.Parallel() // it mostly waits out its own server's timeouts
 	st := newS3Store(t).(*s3Store)
 	bucket := st.Bucket()
 	m := mountFiles(t, st, map[string][]byte{"keep.txt": []byte("keep\n")})
