@@ -190,18 +190,26 @@ func (f *FS) synthesizedMeta(ctx context.Context, dataKey string) (meta.TapeRow,
 // file's xattrs, do not wait for the indexing.
 func (f *FS) tapeRow(ctx context.Context, key string) (meta.TapeRow, bool, error) {
 	row, ok, err := f.sc.GetTape(local(ctx), key)
-	if err != nil || ok || tape.Classify(key) == tape.KindOther || f.opts.Indexed == nil {
+	if err != nil || ok || tape.Classify(key) == tape.KindOther || !f.indexing() {
 		return row, ok, err
-	}
-	select {
-	case <-f.opts.Indexed:
-		return row, ok, err // it had ended: the answer stands
-	default:
 	}
 	if errno := f.awaitIndex(ctx); errno != 0 {
 		return row, false, errno
 	}
 	return f.sc.GetTape(local(ctx), key)
+}
+
+// indexing says whether the first indexing still runs (Options.Indexed).
+func (f *FS) indexing() bool {
+	if f.opts.Indexed == nil {
+		return false
+	}
+	select {
+	case <-f.opts.Indexed:
+		return false
+	default:
+		return true
+	}
 }
 
 // awaitIndex waits until the store's tapes are indexed (Options.Indexed),

@@ -93,6 +93,13 @@ const viewInoBase = 1 << 62
 
 // entries lists the directory, from a listing at most viewTimeout old.
 func (n *viewNode) entries(ctx context.Context) ([]viewEntry, syscall.Errno) {
+	// Below .by itself every listing comes from the tape index. The wait is
+	// outside n.mu, so that each waiting call can be interrupted.
+	if n.view != "" {
+		if errno := n.fsys.awaitIndex(ctx); errno != 0 {
+			return nil, errno
+		}
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.cached != nil && time.Since(n.at) < viewTimeout {
@@ -105,9 +112,6 @@ func (n *viewNode) entries(ctx context.Context) ([]viewEntry, syscall.Errno) {
 			out = append(out, viewEntry{name: string(v), isDir: true, dir: &viewNode{fsys: n.fsys, view: v}})
 		}
 	case n.view != meta.ViewName && !n.hasValue:
-		if errno := n.fsys.awaitIndex(ctx); errno != 0 {
-			return nil, errno
-		}
 		vals, err := n.fsys.sc.ViewValues(local(ctx), n.view)
 		if err != nil {
 			return nil, n.fsys.errno("readdir", ViewsDir+"/"+string(n.view), err)
@@ -123,9 +127,6 @@ func (n *viewNode) entries(ctx context.Context) ([]viewEntry, syscall.Errno) {
 				dir: &viewNode{fsys: n.fsys, view: n.view, value: v, hasValue: true}})
 		}
 	default:
-		if errno := n.fsys.awaitIndex(ctx); errno != 0 {
-			return nil, errno
-		}
 		tapes, err := n.fsys.sc.ViewTapes(local(ctx), n.view, n.value)
 		if err != nil {
 			return nil, n.fsys.errno("readdir", ViewsDir+"/"+string(n.view)+"/"+n.value, err)

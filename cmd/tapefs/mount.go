@@ -451,32 +451,31 @@ func (c *MountCmd) reconcileFirst(ctx context.Context, log *slog.Logger, rp *rea
 	start := time.Now()
 	stopProgress := c.showStartup(rp, &first.done, &first.total)
 	ctx, cancel := context.WithCancel(ctx)
-	var wasListed atomic.Bool
 	atListing, failed, ended := make(chan indexer.Result, 1), make(chan error, 1), make(chan struct{})
 	go func() {
 		defer close(ended)
+		defer close(first.indexed)
+		listed := false // the hook runs in this goroutine
 		res, err := ix.ReconcileListed(ctx, func(r indexer.Result) {
 			// From here on: tapes read, of tapes to read.
 			first.done.Store(0)
 			first.total.Store(0)
-			wasListed.Store(true)
+			listed = true
 			atListing <- r
 		})
 		switch {
-		case !wasListed.Load():
-			close(first.indexed)
+		case !listed:
 			failed <- err // the mount does not start
-			return
 		case err == nil:
 			log.Info("index reconciled", "store", st.Redacted, "took", time.Since(start).Round(time.Millisecond), "listed", res.Listed, "added", res.Added, "changed", res.Changed, "removed", res.Removed, "tapes_indexed", res.TapesIndexed, "invalid", res.InvalidTapes, "skipped", res.Skipped)
 		case ctx.Err() == nil:
 			// The views and queries then answer from the tapes indexed
 			// so far; tapefs status shows the failure until a refresh
 			// (which indexes what is missing) succeeds.
-			first.failed.Store(ptr(err.Error()))
+			msg := err.Error()
+			first.failed.Store(&msg)
 			log.Error("indexing the store's tapes failed; tapefs refresh (or the next periodic one) indexes the rest", "store", st.Redacted, "err", err)
 		}
-		close(first.indexed)
 	}()
 	select {
 	case res := <-atListing:
@@ -511,8 +510,6 @@ func (f *firstIndex) running() bool {
 		return true
 	}
 }
-
-func ptr[T any](v T) *T { return &v }
 
 // hasData says whether path is a file with something in it.
 func hasData(path string) bool {
